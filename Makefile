@@ -1,0 +1,39 @@
+# endolib: `make paper` runs the study on the phantom (profile quick); `make test` runs the tests.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= quick
+NBVAL  := --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=600
+
+.PHONY: setup paper test unit figures clean distclean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (pip takes torch from this machine's wheel cache).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+paper: setup
+	$(PY) -m endolib run --profile $(PROFILE)
+
+# Unit tests, then every notebook under nbval. The smoke runs of 01-03 first give notebook 04 all eleven models.
+test: setup
+	@start=$$(date +%s); \
+	$(PY) -m endolib run --profile smoke --only 01 02 03 --no-progress && \
+	$(PY) -m pytest tests notebooks $(NBVAL); status=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s after installation"; exit $$status
+
+unit: setup
+	$(PY) -m pytest tests
+
+figures: setup
+	$(PY) -m endolib figures --profile $(PROFILE)
+
+clean:
+	rm -rf runs data results/smoke
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

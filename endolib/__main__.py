@@ -1,0 +1,94 @@
+"""Command line: ``python -m endolib {run,strip,bench,video,figures} ...`` (``--help`` on each)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import MODELS, PROFILES
+
+
+def _cmd_run(args) -> int:
+    from .runner import format_summary, run
+
+    extra = {}
+    if args.data_dir:
+        extra["data_dir"] = args.data_dir
+    results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress)
+    print(format_summary(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_strip(args) -> int:
+    from .runner import strip_notebook
+
+    for f in args.notebooks:
+        print(f"{f}: {'stripped' if strip_notebook(f) else 'clean'}")
+    return 0
+
+
+def _cmd_figures(args) -> int:
+    from .runner import format_summary, run
+
+    results = run(args.profile, only=["06"], progress=not args.no_progress)
+    print(format_summary(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_bench(args) -> int:
+    if args.what == "compute":
+        from .compute import bench_main
+    else:
+        from .metrics import bench_main
+    return bench_main(args.rest)
+
+
+def _cmd_video(args) -> int:
+    from .video import video_main
+
+    return video_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m endolib", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="execute the numbered notebooks with papermill (see endolib.runner)")
+    r.add_argument("--profile", default="quick", choices=list(PROFILES))
+    r.add_argument("--only", nargs="+", metavar="NB", help="notebook numbers or names, e.g. 01 03")
+    r.add_argument("--arch", nargs="+", metavar="NAME", choices=list(MODELS),
+                   help="restrict notebooks 02/03 to these architectures")
+    r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom")
+    r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("strip", help="remove execution noise from stored notebooks")
+    s.add_argument("notebooks", nargs="+")
+    s.set_defaults(func=_cmd_strip)
+
+    f = sub.add_parser("figures", help="re-render every figure from saved results (notebook 06), no training")
+    f.add_argument("--profile", default="quick", choices=list(PROFILES))
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(func=_cmd_figures)
+
+    b = sub.add_parser("bench", help="benchmarks that print their figures: compute (latency) or stats (bootstrap)")
+    b.add_argument("what", choices=["compute", "stats"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_cmd_bench)
+
+    v = sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline")
+    v.add_argument("rest", nargs=argparse.REMAINDER)
+    v.set_defaults(func=_cmd_video)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

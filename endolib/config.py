@@ -1,0 +1,201 @@
+"""Every default of the study in one visible place: the three profiles and the on-disk layout.
+
+A *profile* sets the size of everything: ``smoke`` (seconds per notebook, used by the tests),
+``quick`` (the whole study on 2 CPU cores in about 15 minutes) and ``paper`` (the paper's
+protocol: full widths and resolutions, 3-fold CV, 10-trial random search, 50 epochs; for a GPU).
+
+Notebooks take ``profile`` plus explicit overrides; :func:`get_profile` applies them::
+
+    >>> p = get_profile("quick", seg_epochs=3)
+    >>> p.seg_epochs, p.seg_size
+    (3, 64)
+
+Paths (all relative to the repository root, see :func:`paths`)::
+
+    data/<profile>/phantom_raw/     generated phantom: LabelMe folder + manifest.csv + videos/
+    data/<profile>/phantom/         the prepared (canonical) dataset every later notebook reads
+    runs/<profile>/<model>/         one training run: checkpoint, config.json, history.csv, predictions
+    runs/<profile>/*.ipynb          executed notebooks written by ``python -m endolib run``
+    results/<profile>/*.csv         the study's tables (committed for ``quick``)
+    figures/                        every figure, stable names, PNG (+ PDF); smoke: runs/smoke/figures/
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Profile", "PROFILES", "get_profile", "paths", "repo_root", "require", "CLASSIFIERS", "SEGMENTERS", "MODELS",
+           "SEARCH_SPACE"]
+
+#: Registry names, in the paper's order (Tables 3-5). The model zoo registers exactly these.
+CLASSIFIERS = ("resnet18", "resnet34", "mobilenetv3_large")
+SEGMENTERS = ("unet", "resunet", "r2unet", "aunet", "aresunet", "ar2unet", "segformer_b0", "segformer_b1")
+MODELS = CLASSIFIERS + SEGMENTERS
+
+#: Random-search space of the training notebooks (``search_trials`` draws): learning rate and weight decay
+#: log-uniform in [low, high], batch size uniform over the choices.
+SEARCH_SPACE = {"lr": (1e-4, 3e-3), "weight_decay": (1e-6, 1e-3), "batch_size": (8, 16, 32)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and protocol settings of one profile. Every field has the ``paper`` value in its comment."""
+
+    name: str
+    seed: int = 42  # one seed for data, splits, initialisation and bootstrap
+    # --- phantom cohort (data) ---
+    phantom_size: int = 512  # frame side in pixels of generated frames (paper video: 1920x1080; 512)
+    frames_per_operation: int = 220  # frames sampled per operation (paper: 6410 frames / 29 ops ~ 220)
+    interval_s: float = 10.0  # sampling interval in seconds of video (paper: every 10 s)
+    video_fps: float = 2.0  # frame rate of the generated operation videos (phantom only)
+    # --- input sizes (the models see these; data loaders resize) ---
+    cls_size: int = 224  # classifier input (paper: 224)
+    seg_size: int = 256  # U-Net family input (paper: 256)
+    segformer_size: int = 512  # SegFormer input (paper: 512)
+    width_mult: float = 1.0  # U-Net width multiplier (paper: 1.0)
+    # --- training ---
+    cls_epochs: int = 50  # (paper: 50)
+    seg_epochs: int = 50  # (paper: 50, with early stopping)
+    patience: int = 10  # early-stopping patience on validation loss (epochs)
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    folds: int = 3  # patient-grouped CV folds inside the training split (paper: 3)
+    search_trials: int = 10  # random-search trials (paper: 10); 0 = use lr/batch_size/weight_decay as given
+    expand: int = 3  # segmentation training set expanded by augmentation (paper: three-fold)
+    include_negatives: bool = False  # segmenters train on positive frames only (paper)
+    max_train_frames: int | None = None  # cap on training frames (None = all)
+    holdout_fraction: float = 0.2  # with folds=1: share of training patients held out for validation
+    lr_factor: float = 0.5  # reduce-LR-on-plateau factor on validation loss
+    lr_patience: int = 3  # reduce-LR-on-plateau patience (epochs)
+    rotation_deg: float = 20.0  # training augmentation: random rotation in [-rotation_deg, +rotation_deg]
+    zoom: float = 0.1  # classifier augmentation: random zoom factor in [1 - zoom, 1 + zoom]
+    dice_eps: float = 1e-6  # epsilon of the Dice loss (paper Eq. 1)
+    eval_batch_size: int = 64  # batch size for validation and test predictions
+    # --- evaluation ---
+    n_boot: int = 2000  # bootstrap resamples for CIs and tests
+    threshold: float = 0.5  # probability threshold for binary decisions
+    # --- computational load ---
+    bench_warmup: int = 10
+    bench_repeats: int = 50
+    # --- threads ---
+    num_threads: int | None = None  # torch threads (None = torch's default: all cores)
+    extra: dict = field(default_factory=dict)  # free-form, saved with the run
+
+    def replace(self, **overrides) -> "Profile":
+        """A copy with ``overrides`` applied; ``None`` values are ignored (notebook parameters default to None)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown profile setting(s) {unknown}; valid: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    # every notebook in seconds; used by `make test` (nbval)
+    "smoke": Profile(
+        name="smoke", phantom_size=96, frames_per_operation=4, video_fps=2.0,
+        cls_size=32, seg_size=32, segformer_size=32, width_mult=0.125,
+        cls_epochs=1, seg_epochs=1, patience=1, batch_size=16, folds=1, search_trials=0, expand=1,
+        n_boot=200, bench_warmup=1, bench_repeats=3,
+    ),
+    # the whole study on 2 CPU cores in about 15 minutes; `make paper`
+    "quick": Profile(
+        name="quick", phantom_size=160, frames_per_operation=24, video_fps=2.0,
+        cls_size=64, seg_size=64, segformer_size=64, width_mult=0.25,
+        cls_epochs=6, seg_epochs=8, patience=4, batch_size=16, folds=1, search_trials=0, expand=2,
+        n_boot=2000, bench_warmup=3, bench_repeats=15,
+    ),
+    # the paper's protocol; meant for a GPU
+    "paper": Profile(name="paper"),
+}
+
+
+def get_profile(name: str | Profile = "smoke", **overrides) -> Profile:
+    """Return the named profile with ``overrides`` (None values ignored).
+
+    Args:
+        name: ``smoke``, ``quick`` or ``paper`` (or a Profile, returned with overrides applied).
+        **overrides: any :class:`Profile` field.
+
+    Example:
+        >>> get_profile("smoke").seg_size
+        32
+    """
+    if isinstance(name, Profile):
+        return name.replace(**overrides)
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[name].replace(**overrides)
+
+
+def repo_root() -> Path:
+    """The repository root: ``$ENDOLIB_ROOT`` if set, else the folder holding ``endolib/``."""
+    env = os.environ.get("ENDOLIB_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+    profile: str
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / self.profile
+
+    @property
+    def phantom_raw(self) -> Path:
+        return self.data / "phantom_raw"
+
+    @property
+    def phantom(self) -> Path:
+        """Default ``data_dir``: the prepared phantom dataset of this profile."""
+        return self.data / "phantom"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.profile
+
+    def run(self, model: str) -> Path:
+        """Folder of one model's training run."""
+        return self.runs / model
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results" / self.profile
+
+    @property
+    def figures(self) -> Path:
+        """``figures/`` for ``quick`` and ``paper``; the ``smoke`` profile (tests) writes under ``runs/smoke/figures``
+        so that running the tests never overwrites the committed figures."""
+        return self.runs / "figures" if self.profile == "smoke" else self.root / "figures"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+
+def paths(profile: str | Profile = "smoke", root: str | Path | None = None) -> Paths:
+    """The on-disk layout for a profile (see the module docstring)."""
+    name = profile.name if isinstance(profile, Profile) else str(profile)
+    return Paths(Path(root).resolve() if root else repo_root(), name)
+
+
+def require(path: str | Path, what: str, command: str) -> Path:
+    """Fail early with one line naming what is missing and the command that makes it.
+
+    Example:
+        >>> require("/nonexistent", "the prepared dataset", "python -m endolib run --profile smoke --only 01")
+        Traceback (most recent call last):
+        FileNotFoundError: /nonexistent: the prepared dataset is missing; make it with `python -m endolib run --profile smoke --only 01`
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} is missing; make it with `{command}`")
+    return path

@@ -1,0 +1,213 @@
+"""Batch runner: execute the numbered notebooks in order with papermill, one executed copy per run.
+
+``python -m endolib run --profile quick`` runs the whole study; ``--only 03 --arch unet`` runs a part.
+Notebooks 02 and 03 run once per architecture (the ``arch`` papermill parameter). A failed run is reported
+and the runner goes on with the others; the summary says what passed, failed and how long each took,
+and is saved as ``runs/<profile>/summary.csv``.
+
+Example:
+    >>> [j.output_name for j in plan("smoke", only=["03"], archs=["unet", "aunet"])]
+    ['03_segmentation_training__unet.ipynb', '03_segmentation_training__aunet.ipynb']
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import CLASSIFIERS, PROFILES, SEGMENTERS, paths
+
+__all__ = ["NOTEBOOKS", "PER_ARCH", "Job", "Result", "plan", "run", "strip_notebook", "format_summary"]
+
+#: The study, in execution order (05 before 06: the pipeline figure uses the measured latencies).
+NOTEBOOKS = (
+    "01_data_preparation",
+    "02_classifier_training",
+    "03_segmentation_training",
+    "04_evaluation",
+    "05_computational_load",
+    "06_figures",
+    "07_video_demo",
+)
+#: Notebooks run once per architecture, with ``arch`` as papermill parameter.
+PER_ARCH = {"02_classifier_training": CLASSIFIERS, "03_segmentation_training": SEGMENTERS}
+
+
+@dataclass(frozen=True)
+class Job:
+    notebook: str  # stem, e.g. "03_segmentation_training"
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def output_name(self) -> str:
+        arch = self.parameters.get("arch")
+        return f"{self.notebook}__{arch}.ipynb" if arch else f"{self.notebook}.ipynb"
+
+
+@dataclass
+class Result:
+    job: Job
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def _resolve(only: list[str] | None) -> list[str]:
+    if not only:
+        return list(NOTEBOOKS)
+    chosen = []
+    for key in only:
+        hits = [nb for nb in NOTEBOOKS if nb == key or nb.startswith(f"{key}_") or nb.split("_", 1)[0] == key]
+        if not hits:
+            raise ValueError(f"unknown notebook {key!r}; valid: {', '.join(NOTEBOOKS)} (or their numbers 01-07)")
+        chosen += [h for h in hits if h not in chosen]
+    return [nb for nb in NOTEBOOKS if nb in chosen]
+
+
+def plan(profile: str, only: list[str] | None = None, archs: list[str] | None = None,
+         extra: dict | None = None) -> list[Job]:
+    """The jobs to run, in order.
+
+    Args:
+        profile: ``smoke``, ``quick`` or ``paper``.
+        only: notebook numbers or names to run (default: all).
+        archs: restrict the per-architecture notebooks to these registry names.
+        extra: more papermill parameters passed to every notebook (e.g. ``{"data_dir": "..."}``).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    notebooks = _resolve(only)
+    if archs:
+        known = set(CLASSIFIERS) | set(SEGMENTERS)
+        bad = [a for a in archs if a not in known]
+        if bad:
+            raise ValueError(f"unknown architecture(s) {bad}; valid: {', '.join(CLASSIFIERS + SEGMENTERS)}")
+    base = {"profile": profile, **(extra or {})}
+    jobs = []
+    for nb in notebooks:
+        if nb in PER_ARCH:
+            names = [a for a in PER_ARCH[nb] if not archs or a in archs]
+            if archs and not names and only:
+                raise ValueError(f"none of {archs} is trained by {nb}; it trains {', '.join(PER_ARCH[nb])}")
+            jobs += [Job(nb, {**base, "arch": a}) for a in names]
+        else:
+            jobs.append(Job(nb, dict(base)))
+    return jobs
+
+
+def _error_line(exc: BaseException) -> str:
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    text = f"{ename}: {evalue}" if ename else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+
+
+def run(profile: str, only: list[str] | None = None, archs: list[str] | None = None, extra: dict | None = None,
+        notebooks_dir: str | Path | None = None, output_dir: str | Path | None = None,
+        progress: bool = True, execute=None) -> list[Result]:
+    """Execute the planned notebooks with papermill; go on past failures.
+
+    Args:
+        profile, only, archs, extra: see :func:`plan`.
+        notebooks_dir: where the numbered notebooks are (default ``notebooks/``).
+        output_dir: where executed copies go (default ``runs/<profile>/``).
+        progress: show papermill's per-cell progress bar.
+        execute: the executor, ``execute(input_path, output_path, parameters, cwd)``; default papermill.
+
+    Returns:
+        One :class:`Result` per job, in order.
+    """
+    p = paths(profile)
+    nb_dir = Path(notebooks_dir) if notebooks_dir else p.notebooks
+    out_dir = Path(output_dir) if output_dir else p.runs
+    jobs = plan(profile, only, archs, extra)
+    missing = [j.notebook for j in jobs if not (nb_dir / f"{j.notebook}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"{nb_dir}: notebook(s) not found: {', '.join(sorted(set(missing)))}.ipynb")
+    if execute is None:
+        execute = _papermill_executor(progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.output_name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            execute(nb_dir / f"{job.notebook}.ipynb", out_dir / job.output_name, job.parameters, nb_dir)
+            results.append(Result(job, True, time.perf_counter() - t0))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed notebook is reported, the others still run
+            results.append(Result(job, False, time.perf_counter() - t0, _error_line(exc)))
+            print(f"    FAILED: {results[-1].error}", flush=True)
+    _save_summary(results, out_dir / "summary.csv")
+    return results
+
+
+def _papermill_executor(progress: bool):
+    import papermill as pm
+
+    def execute(src: Path, dst: Path, parameters: dict, cwd: Path) -> None:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, cwd=str(cwd), progress_bar=progress,
+                            kernel_name="python3", language="python", log_output=False)
+
+    return execute
+
+
+def _save_summary(results: list[Result], path: Path) -> None:
+    import pandas as pd
+
+    rows = [{"notebook": r.job.output_name, "status": "passed" if r.ok else "failed",
+             "seconds": round(r.seconds, 1), "error": r.error} for r in results]
+    pd.DataFrame(rows, columns=["notebook", "status", "seconds", "error"]).to_csv(path, index=False)
+
+
+def format_summary(results: list[Result]) -> str:
+    """A plain-text table of the runs and their total time."""
+    width = max([len(r.job.output_name) for r in results] + [8])
+    lines = [f"{'notebook':<{width}}  status   seconds", "-" * (width + 19)]
+    for r in results:
+        lines.append(f"{r.job.output_name:<{width}}  {'passed' if r.ok else 'FAILED':<7} {r.seconds:8.1f}"
+                     + (f"   {r.error}" if r.error else ""))
+    n_fail = sum(not r.ok for r in results)
+    total = sum(r.seconds for r in results)
+    train = sum(r.seconds for r in results if r.job.notebook in PER_ARCH)
+    lines.append("-" * (width + 19))
+    lines.append(f"{len(results) - n_fail} passed, {n_fail} failed in {total:.1f} s "
+                 f"(training notebooks 02/03: {train:.1f} s)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- stripping
+_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_notebook(path: str | Path) -> bool:
+    """Remove execution noise from a stored notebook in place; keep the outputs nbval compares.
+
+    Drops execution counts, timing/papermill/widget metadata, kernel details and widget-view outputs
+    (progress bars). Returns True when the file changed.
+    """
+    path = Path(path)
+    try:
+        nb = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a notebook (invalid JSON: {e})") from None
+    before = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
+    nb["metadata"] = {"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"}}
+    for cell in nb.get("cells", []):
+        cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k == "tags"}
+        if cell.get("cell_type") != "code":
+            continue
+        cell["execution_count"] = None
+        outputs = [o for o in cell.get("outputs", []) if _WIDGET_MIME not in o.get("data", {})]
+        for out in outputs:
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = None
+            if "metadata" in out:
+                out["metadata"] = {}
+        cell["outputs"] = outputs
+    after = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
+    if after != before:
+        path.write_text(after + "\n")
+    return after != before

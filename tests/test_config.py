@@ -1,0 +1,44 @@
+import pytest
+
+from endolib.config import CLASSIFIERS, MODELS, PROFILES, SEGMENTERS, get_profile, paths, require
+
+
+def test_profiles_exist_and_scale():
+    assert set(PROFILES) == {"smoke", "quick", "paper"}
+    s, q, p = (PROFILES[k] for k in ("smoke", "quick", "paper"))
+    assert s.seg_size <= q.seg_size <= p.seg_size and s.seg_epochs <= q.seg_epochs <= p.seg_epochs
+    # the paper profile is the paper's protocol
+    assert (p.cls_size, p.seg_size, p.segformer_size, p.width_mult) == (224, 256, 512, 1.0)
+    assert (p.folds, p.search_trials, p.cls_epochs, p.expand) == (3, 10, 50, 3)
+
+
+def test_overrides_ignore_none_and_reject_unknown():
+    p = get_profile("quick", seg_epochs=None, lr=0.01)
+    assert p.seg_epochs == PROFILES["quick"].seg_epochs and p.lr == 0.01
+    assert PROFILES["quick"].lr != 0.01  # the registry is not mutated
+    with pytest.raises(ValueError, match="unknown profile setting"):
+        get_profile("quick", epochz=3)
+
+
+def test_unknown_profile_lists_valid():
+    with pytest.raises(ValueError, match="smoke, quick, paper"):
+        get_profile("fast")
+
+
+def test_paths_layout(tmp_path):
+    p = paths("quick", root=tmp_path)
+    assert p.phantom == tmp_path / "data" / "quick" / "phantom"
+    assert p.run("unet") == tmp_path / "runs" / "quick" / "unet"
+    assert p.results == tmp_path / "results" / "quick"
+    assert p.figures == tmp_path / "figures"
+    assert paths("smoke", root=tmp_path).figures == tmp_path / "runs" / "smoke" / "figures"
+
+
+def test_registry_names():
+    assert len(MODELS) == 11 and set(CLASSIFIERS).isdisjoint(SEGMENTERS)
+
+
+def test_require_names_file_and_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing.*--only 01"):
+        require(tmp_path / "nope", "the prepared dataset", "python -m endolib run --profile smoke --only 01")
+    assert require(tmp_path, "x", "y") == tmp_path

@@ -1,0 +1,91 @@
+import json
+
+import nbformat
+import pytest
+
+from endolib.runner import NOTEBOOKS, format_summary, plan, run, strip_notebook
+
+
+def test_plan_order_and_arch_expansion():
+    jobs = plan("quick")
+    names = [j.output_name for j in jobs]
+    assert names[0] == "01_data_preparation.ipynb" and names[-1] == "07_video_demo.ipynb"
+    assert sum(n.startswith("02_") for n in names) == 3 and sum(n.startswith("03_") for n in names) == 8
+    assert all(j.parameters["profile"] == "quick" for j in jobs)
+
+
+def test_plan_only_and_arch():
+    jobs = plan("smoke", only=["03"], archs=["unet"])
+    assert [(j.notebook, j.parameters["arch"]) for j in jobs] == [("03_segmentation_training", "unet")]
+
+
+@pytest.mark.parametrize("kw,msg", [({"only": ["09"]}, "unknown notebook"), ({"archs": ["vgg"]}, "unknown architecture")])
+def test_plan_bad_names(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        plan("smoke", **kw)
+    with pytest.raises(ValueError, match="unknown profile"):
+        plan("tiny")
+
+
+def _write_nb(path, code):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, path)
+
+
+def test_failing_notebook_reported_others_still_run(tmp_path):
+    nb_dir = tmp_path / "nb"
+    nb_dir.mkdir()
+    for name in NOTEBOOKS:
+        _write_nb(nb_dir / f"{name}.ipynb", "raise RuntimeError('boom')" if name.startswith("04") else "x = 1")
+    seen = []
+
+    def fake_execute(src, dst, params, cwd):  # executes the code cell in-process: no kernel needed
+        seen.append(dst.name)
+        nb = nbformat.read(src, as_version=4)
+        exec(nb.cells[1].source, {})
+        dst.write_text("{}")
+
+    results = run("smoke", only=["01", "04", "05"], notebooks_dir=nb_dir, output_dir=tmp_path / "out",
+                  execute=fake_execute)
+    assert seen == ["01_data_preparation.ipynb", "04_evaluation.ipynb", "05_computational_load.ipynb"]
+    assert [r.ok for r in results] == [True, False, True]
+    assert "RuntimeError: boom" in results[1].error
+    text = format_summary(results)
+    assert "2 passed, 1 failed" in text and "FAILED" in text
+    assert (tmp_path / "out" / "summary.csv").read_text().count("failed") == 1
+
+
+def test_missing_notebook_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="01_data_preparation"):
+        run("smoke", only=["01"], notebooks_dir=tmp_path, output_dir=tmp_path / "o", execute=lambda *a: None)
+
+
+def test_papermill_end_to_end(tmp_path):
+    """A real kernel: parameters are injected, the executed copy lands under the output folder."""
+    nb_dir = tmp_path / "nb"
+    nb_dir.mkdir()
+    _write_nb(nb_dir / "05_computational_load.ipynb", "assert profile == 'smoke'; print('ran', profile)")
+    results = run("smoke", only=["05"], notebooks_dir=nb_dir, output_dir=tmp_path / "out", progress=False)
+    assert results[0].ok, results[0].error
+    out = nbformat.read(tmp_path / "out" / "05_computational_load.ipynb", as_version=4)
+    assert any("ran smoke" in o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+
+
+def test_strip_removes_noise_keeps_outputs(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1+1", execution_count=7, metadata={"tags": ["x"], "execution": {"iopub.status.busy": "2026"}})
+    cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7),
+                    nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": {}})]
+    nb.cells = [cell]
+    nb.metadata = {"papermill": {"duration": 3}, "kernelspec": {"name": "python3", "display_name": "x"}}
+    f = tmp_path / "a.ipynb"
+    nbformat.write(nb, f)
+    assert strip_notebook(f) is True
+    data = json.loads(f.read_text())
+    c = data["cells"][0]
+    assert c["execution_count"] is None and c["metadata"] == {"tags": ["x"]}
+    assert [o["output_type"] for o in c["outputs"]] == ["execute_result"] and "".join(c["outputs"][0]["data"]["text/plain"]) == "2"
+    assert "papermill" not in data["metadata"]
+    assert strip_notebook(f) is False  # idempotent

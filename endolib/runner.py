@@ -185,8 +185,8 @@ _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 def strip_notebook(path: str | Path) -> bool:
     """Remove execution noise from a stored notebook in place; keep the outputs nbval compares.
 
-    Drops execution counts, timing/papermill/widget metadata, kernel details and widget-view outputs
-    (progress bars). Returns True when the file changed.
+    Renumbers execution counts 1, 2, ... in cell order; drops timing/papermill/widget metadata, kernel details
+    and widget-view outputs (progress bars). Returns True when the file changed.
     """
     path = Path(path)
     try:
@@ -195,15 +195,18 @@ def strip_notebook(path: str | Path) -> bool:
         raise ValueError(f"{path}: not a notebook (invalid JSON: {e})") from None
     before = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
     nb["metadata"] = {"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"}}
+    count = 0
     for cell in nb.get("cells", []):
         cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k == "tags"}
         if cell.get("cell_type") != "code":
             continue
-        cell["execution_count"] = None
+        # nbval treats a cell with outputs but no execution count as unrun: number the cells 1, 2, ... instead
+        count += 1
+        cell["execution_count"] = count
         outputs = [o for o in cell.get("outputs", []) if _WIDGET_MIME not in o.get("data", {})]
         for out in outputs:
             if out.get("output_type") == "execute_result":
-                out["execution_count"] = None
+                out["execution_count"] = count
             if "metadata" in out:
                 out["metadata"] = {}
         cell["outputs"] = outputs

@@ -75,17 +75,19 @@ def test_papermill_end_to_end(tmp_path):
 
 def test_strip_removes_noise_keeps_outputs(tmp_path):
     nb = nbformat.v4.new_notebook()
+    first = nbformat.v4.new_code_cell("x = 1", execution_count=3)
     cell = nbformat.v4.new_code_cell("1+1", execution_count=7, metadata={"tags": ["x"], "execution": {"iopub.status.busy": "2026"}})
     cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7),
                     nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": {}})]
-    nb.cells = [cell]
+    nb.cells = [first, nbformat.v4.new_markdown_cell("text"), cell]
     nb.metadata = {"papermill": {"duration": 3}, "kernelspec": {"name": "python3", "display_name": "x"}}
     f = tmp_path / "a.ipynb"
     nbformat.write(nb, f)
     assert strip_notebook(f) is True
     data = json.loads(f.read_text())
-    c = data["cells"][0]
-    assert c["execution_count"] is None and c["metadata"] == {"tags": ["x"]}
+    c = data["cells"][2]
+    assert data["cells"][0]["execution_count"] == 1 and c["execution_count"] == 2  # renumbered, never None (nbval)
+    assert c["metadata"] == {"tags": ["x"]} and c["outputs"][0]["execution_count"] == 2
     assert [o["output_type"] for o in c["outputs"]] == ["execute_result"] and "".join(c["outputs"][0]["data"]["text/plain"]) == "2"
     assert "papermill" not in data["metadata"]
     assert strip_notebook(f) is False  # idempotent

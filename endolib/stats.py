@@ -1,0 +1,674 @@
+"""Bootstrap confidence intervals, paired model comparisons, Holm's correction and DeLong's test.
+
+Fast because nothing is recomputed from pixels: each model is reduced once to per-image statistics
+(:class:`SegmenterStats`: confusion counts and 256-bin score histograms; :class:`ClassifierStats`:
+label and score per frame). A bootstrap resample is a vector of weights (how often each frame was
+drawn), so every resampled metric is a weighted sum of per-image statistics: one matrix product for all
+resamples. The same weights are used for every model, so model differences are *paired*.
+
+Resampling draws frame indices exactly like ``scipy.stats.bootstrap`` (``rng.integers(0, n, (n_boot, n))``
+with ``rng = np.random.default_rng(seed)``) and the percentile interval uses the same quantile rule, so
+the percentile CI of a statistic agrees with ``scipy.stats.bootstrap(..., method="percentile")``.
+With ``groups`` (patient ids) whole patients are resampled instead (a cluster bootstrap).
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0); y = np.arange(60) % 2; s = np.clip(0.3 * y + rng.random(60) * 0.7, 0, 1)
+    >>> boot = bootstrap({"a": ClassifierStats(y, s)}, n_boot=200, seed=0)
+    >>> round(boot.estimates["a"]["auroc"], 3), boot.samples["a"]["auroc"].shape
+    (0.756, (200,))
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import metrics as M
+from .paper import TABLE3_METRICS, TABLE4_METRICS
+
+__all__ = [
+    "CI_LEVEL", "CHUNK_FRAMES", "PAIRED_TESTS", "bootstrap_indices", "resample_weights", "percentile_ci",
+    "weighted_mean", "level_cut", "ClassifierStats", "SegmenterStats", "BootstrapResult", "bootstrap",
+    "paired_pvalue", "holm", "PAIRWISE_COLUMNS", "delong_covariance", "delong_test", "pairwise_tests",
+    "ci_width_comparison",
+    "SEG_IMAGE_METRICS", "SEG_POOLED_METRICS", "CLS_METRICS", "naive_segmenter_bootstrap", "bench_main",
+]
+
+#: two-sided confidence level of every interval
+CI_LEVEL = 0.95
+#: frames per chunk when reducing pixel arrays to per-image statistics (bounds temporary memory)
+CHUNK_FRAMES = 32
+#: metrics compared pairwise between models (each metric is one family for Holm's correction)
+PAIRED_TESTS = {"cls": ("auroc", "accuracy", "sensitivity", "specificity", "f1"), "seg": ("dsc", "iou", "auprc")}
+
+#: classifier metrics (Table 3): AUROC from the scores, the rest at the decision threshold
+CLS_METRICS = TABLE3_METRICS
+#: segmenter metrics averaged over images (Table 4 names; ``auprc_image`` = mean of per-image AP)
+SEG_IMAGE_METRICS = tuple(m for m in TABLE4_METRICS if m != "auprc") + ("auprc_image",)
+#: segmenter metrics pooled over all pixels (``auprc`` is the exact pixel-level AUPRC)
+SEG_POOLED_METRICS = tuple(f"{m}_pooled" for m in TABLE4_METRICS if m != "auprc") + ("auprc",)
+
+
+# ----------------------------------------------------------------------------------------- resampling
+def bootstrap_indices(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Resampled indices ``(n_boot, n)``, drawn exactly as ``scipy.stats.bootstrap`` draws them.
+
+    Example:
+        >>> bootstrap_indices(3, 2, np.random.default_rng(0)).shape
+        (2, 3)
+    """
+    return rng.integers(0, n, (n_boot, n))
+
+
+def _row_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each of ``n`` items occurs in each row of ``idx`` -> float64 ``(rows, n)``."""
+    rows = idx.shape[0]
+    flat = idx + n * np.arange(rows, dtype=np.int64)[:, None]
+    return np.bincount(flat.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def resample_weights(n: int, n_boot: int, seed: int, groups=None) -> np.ndarray:
+    """Bootstrap resamples as frame weights ``(n_boot, n)``: how often each frame is in each resample.
+
+    Args:
+        n: number of frames.
+        n_boot: number of resamples.
+        seed: seed of ``np.random.default_rng``.
+        groups: optional cluster label per frame (e.g. patient id): resample whole clusters (each drawn
+            cluster contributes all its frames), so a resample has a varying number of frames.
+
+    Example:
+        >>> w = resample_weights(4, 3, seed=0)
+        >>> w.shape, w.sum(axis=1).tolist()
+        ((3, 4), [4.0, 4.0, 4.0])
+        >>> wc = resample_weights(4, 2, 0, groups=["a", "a", "b", "b"])  # whole patients: equal within a group
+        >>> bool((wc[:, 0] == wc[:, 1]).all() and (wc[:, 2] == wc[:, 3]).all()), wc.sum(1).tolist()
+        (True, [4.0, 4.0])
+    """
+    if n_boot < 1 or n < 1:
+        raise ValueError(f"need n >= 1 and n_boot >= 1; got n={n}, n_boot={n_boot}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return _row_counts(bootstrap_indices(n, n_boot, rng), n)
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must have one label per frame ({n}); got shape {groups.shape}")
+    _, member = np.unique(groups, return_inverse=True)
+    n_groups = int(member.max()) + 1
+    return _row_counts(bootstrap_indices(n_groups, n_boot, rng), n_groups)[:, member]
+
+
+def percentile_ci(samples, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (linear quantiles, as ``scipy.stats.bootstrap``).
+
+    NaN samples (a metric undefined on some resample) are left out with a warning; all NaN -> (NaN, NaN).
+
+    Example:
+        >>> percentile_ci(np.arange(101.0), 0.5)
+        (25.0, 75.0)
+    """
+    s = np.asarray(samples, dtype=np.float64).ravel()
+    bad = np.isnan(s)
+    if bad.all():
+        return float("nan"), float("nan")
+    if bad.any():
+        warnings.warn(f"{int(bad.sum())} of {s.size} bootstrap resamples gave an undefined value and are "
+                      f"left out of the interval", M.UndefinedMetricWarning, stacklevel=2)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(s[~bad], [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def weighted_mean(values, weights=None) -> np.ndarray:
+    """Mean of per-image values under frame weights; NaN values are left out (mean over defined images).
+
+    Args:
+        values: ``(N,)`` per-image values (NaN = undefined for that image).
+        weights: ``(B, N)`` resample weights, or None for the plain mean.
+
+    Example:
+        >>> weighted_mean(np.array([1.0, np.nan, 3.0]), np.array([[1, 1, 1], [0, 2, 1]])).tolist()
+        [2.0, 3.0]
+    """
+    v = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(v)
+    w = np.ones((1, v.size)) if weights is None else np.asarray(weights, dtype=np.float64)
+    num, den = w @ np.where(ok, v, 0.0), w @ ok.astype(np.float64)
+    out = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+    return out[0] if weights is None else out
+
+
+def _weighted_sum(values, weights):
+    v = np.asarray(values, dtype=np.float64)
+    return v.sum(0) if weights is None else weights @ v
+
+
+def level_cut(threshold: float) -> int:
+    """Smallest uint8 level ``k`` with ``k / 255 >= threshold`` (a stored probability is positive iff ``>= k``).
+
+    Example:
+        >>> level_cut(0.5), level_cut(0.0), level_cut(1.0)
+        (128, 0, 255)
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1]; got {threshold}")
+    return int(np.searchsorted(np.arange(M.N_LEVELS) / (M.N_LEVELS - 1), threshold, side="left"))
+
+
+# ---------------------------------------------------------------------------------- per-image statistics
+@dataclass
+class ClassifierStats:
+    """A classifier's test predictions: label and score per frame, and the decision threshold.
+
+    Args:
+        y_true: ``(N,)`` 0/1 labels (frame has neural tissue).
+        score: ``(N,)`` predicted probability.
+        threshold: predict positive iff ``score >= threshold``.
+
+    Example:
+        >>> ClassifierStats([0, 1], [0.2, 0.7]).metrics()["accuracy"]
+        1.0
+    """
+
+    y_true: np.ndarray
+    score: np.ndarray
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        self.y_true = M._as_binary(self.y_true, "y_true").ravel()
+        self.score = np.asarray(self.score, dtype=np.float64).ravel()
+        if self.y_true.shape != self.score.shape:
+            raise ValueError(f"y_true and score lengths differ: {self.y_true.shape} vs {self.score.shape}")
+        if np.isnan(self.score).any():
+            raise ValueError("classifier scores contain NaN")
+        self._bins, self._bin_of = np.unique(self.score, return_inverse=True)
+
+    @property
+    def n(self) -> int:
+        return self.y_true.size
+
+    def counts(self) -> M.SegCounts:
+        """Per-frame 0/1 confusion counts at the threshold."""
+        return M.counts_from_labels(self.y_true, self.score >= self.threshold)
+
+    def histograms(self, weights=None) -> tuple[np.ndarray, np.ndarray]:
+        """(Weighted) positive and negative counts per distinct score, ascending: ``(U,)`` or ``(B, U)``."""
+        y = self.y_true.astype(np.float64)
+        if weights is None:
+            pos = np.bincount(self._bin_of, weights=y, minlength=self._bins.size)
+            return pos, np.bincount(self._bin_of, minlength=self._bins.size) - pos
+        order = np.argsort(self._bin_of, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(self._bin_of[order]) > 0])
+        w = np.asarray(weights, dtype=np.float64)[:, order]
+        pos = np.add.reduceat(w * y[order], starts, axis=1)
+        return pos, np.add.reduceat(w, starts, axis=1) - pos
+
+    def metrics(self, weights=None, names=CLS_METRICS) -> dict[str, np.ndarray | float]:
+        """Table 3 metrics: floats (weights None) or ``(B,)`` arrays for resample weights ``(B, N)``."""
+        out = {}
+        if "auroc" in names:
+            out["auroc"] = M.auc_from_hist(*self.histograms(weights))
+        rest = [m for m in names if m != "auroc"]
+        if rest:
+            c = self.counts()
+            sums = [_weighted_sum(x, weights) for x in c]
+            out.update(M.confusion_metrics(*sums, names=rest))
+        return {m: (float(v) if weights is None else v) for m, v in ((m, out[m]) for m in names)}
+
+
+@dataclass
+class SegmenterStats:
+    """A segmenter reduced to per-image statistics: confusion counts at the threshold and score histograms.
+
+    Build it with :meth:`from_levels`; index it with :meth:`subset` (e.g. frames with tissue only).
+
+    Example:
+        >>> lv = np.array([[[255, 0], [200, 10]]], np.uint8); t = np.array([[[1, 0], [0, 0]]])
+        >>> st = SegmenterStats.from_levels(lv, t)
+        >>> st.tp.tolist(), st.fp.tolist(), round(st.metrics()["auprc"], 3)
+        ([1], [1], 1.0)
+    """
+
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    tn: np.ndarray
+    pos_hist: np.ndarray
+    neg_hist: np.ndarray
+    threshold: float = 0.5
+
+    @classmethod
+    def from_levels(cls, levels, target, threshold: float = 0.5, chunk: int = CHUNK_FRAMES) -> "SegmenterStats":
+        """Reduce uint8 probability maps ``(N, S, S)`` and masks ``(N, S, S)`` to per-image statistics.
+
+        Args:
+            levels: stored probabilities ``round(255 * p)``, uint8.
+            target: ground-truth masks, boolean or 0/1, same shape.
+            threshold: probability threshold of the binary prediction (``p >= threshold``).
+            chunk: frames processed at a time.
+        """
+        levels, target = np.asarray(levels), np.asarray(target)
+        if levels.shape != target.shape or levels.ndim != 3:
+            raise ValueError(f"need levels and target of the same shape (N, H, W); got {levels.shape} and "
+                             f"{target.shape}")
+        parts = [M.score_histograms(levels[i:i + chunk], target[i:i + chunk])
+                 for i in range(0, levels.shape[0], chunk)]
+        if not parts:
+            raise ValueError("no frames to evaluate")
+        pos, neg = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        # the confusion counts at the threshold follow from the histograms: positive iff level >= cut
+        cut = level_cut(threshold)
+        counts = (pos[:, cut:].sum(1), neg[:, cut:].sum(1), pos[:, :cut].sum(1), neg[:, :cut].sum(1))
+        return cls(*counts, pos, neg, threshold)
+
+    @property
+    def n(self) -> int:
+        return self.tp.size
+
+    def subset(self, keep) -> "SegmenterStats":
+        """The statistics of the frames selected by a boolean mask or index array."""
+        return SegmenterStats(self.tp[keep], self.fp[keep], self.fn[keep], self.tn[keep],
+                              self.pos_hist[keep], self.neg_hist[keep], self.threshold)
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """Per-image metric values ``(N,)``; NaN where a metric is undefined on an image (no warning here)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", M.UndefinedMetricWarning)
+            vals = M.confusion_metrics(self.tp, self.fp, self.fn, self.tn,
+                                       names=[m for m in SEG_IMAGE_METRICS if m != "auprc_image"])
+            vals["auprc_image"] = M.ap_from_hist(self.pos_hist, self.neg_hist)
+        return vals
+
+    def metrics(self, weights=None, names=None) -> dict[str, np.ndarray | float]:
+        """Table 4 metrics, mean over images (``dsc`` ...) and pooled over pixels (``dsc_pooled`` ..., ``auprc``).
+
+        Per-image values that are undefined (e.g. precision of an empty prediction) are left out of the
+        mean, with an :class:`~endolib.metrics.UndefinedMetricWarning` saying how many.
+
+        Args:
+            weights: ``(B, N)`` resample weights, or None for the estimate on the data as given.
+            names: subset of :data:`SEG_IMAGE_METRICS` + :data:`SEG_POOLED_METRICS` (default: all).
+        """
+        names = SEG_IMAGE_METRICS + SEG_POOLED_METRICS if names is None else tuple(names)
+        unknown = sorted(set(names) - set(SEG_IMAGE_METRICS) - set(SEG_POOLED_METRICS))
+        if unknown:
+            raise ValueError(f"unknown segmenter metric(s) {unknown}")
+        out = {}
+        image = [m for m in names if m in SEG_IMAGE_METRICS]
+        if image:
+            per_image = self.per_image()
+            for m in image:
+                bad = int(np.isnan(per_image[m]).sum())
+                if bad and weights is None:
+                    warnings.warn(f"per-image {m} undefined for {bad} of {self.n} images; they are left out "
+                                  f"of the mean", M.UndefinedMetricWarning, stacklevel=2)
+                out[m] = weighted_mean(per_image[m], weights)
+        pooled = [m for m in names if m in SEG_POOLED_METRICS]
+        if pooled:
+            sums = [_weighted_sum(x, weights) for x in (self.tp, self.fp, self.fn, self.tn)]
+            base = [m[: -len("_pooled")] for m in pooled if m != "auprc"]
+            vals = M.confusion_metrics(*sums, names=base)
+            out.update({f"{m}_pooled": v for m, v in vals.items()})
+            if "auprc" in pooled:
+                out["auprc"] = M.ap_from_hist(_weighted_sum(self.pos_hist, weights),
+                                              _weighted_sum(self.neg_hist, weights))
+        return {m: (float(out[m]) if weights is None else out[m]) for m in names}
+
+
+# ------------------------------------------------------------------------------------------- bootstrap
+@dataclass
+class BootstrapResult:
+    """Point estimates, bootstrap samples and percentile CIs of several models on shared resamples."""
+
+    estimates: dict  # model -> metric -> float
+    samples: dict  # model -> metric -> (n_boot,) array
+    n_boot: int
+    seed: int
+    level: float = CI_LEVEL
+    cluster: bool = False
+    n_frames: int = 0
+    n_clusters: int | None = None
+    cis: dict = field(default_factory=dict)  # model -> metric -> (lo, hi), filled lazily
+
+    def ci(self, model: str, metric: str) -> tuple[float, float]:
+        """Percentile CI of one model's metric."""
+        key = (model, metric)
+        if key not in self.cis:
+            self.cis[key] = percentile_ci(self.samples[model][metric], self.level)
+        return self.cis[key]
+
+    def table(self, metrics=None):
+        """One row per model: ``model``, then ``<metric>, <metric>_lo, <metric>_hi`` for each metric."""
+        import pandas as pd
+
+        rows = []
+        for model, est in self.estimates.items():
+            row = {"model": model}
+            for m in metrics or est.keys():
+                lo, hi = self.ci(model, m)
+                row.update({m: est[m], f"{m}_lo": lo, f"{m}_hi": hi})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def bootstrap(stats: dict, n_boot: int, seed: int, groups=None, level: float = CI_LEVEL,
+              names=None, weights_chunk: int | None = None) -> BootstrapResult:
+    """Paired bootstrap of several models evaluated on the same frames.
+
+    Args:
+        stats: model name -> :class:`ClassifierStats` or :class:`SegmenterStats` (same frames, same order).
+        n_boot: number of resamples.
+        seed: resampling seed (identical resamples for every model: differences are paired).
+        groups: optional cluster label (patient id) per frame for a cluster bootstrap.
+        level: confidence level of the percentile intervals.
+        names: metric names passed to each ``stats.metrics`` (default: all of that kind).
+        weights_chunk: resamples processed at a time (default: all at once).
+
+    Example:
+        >>> y = np.r_[np.zeros(20), np.ones(20)]; s = np.linspace(0, 1, 40)
+        >>> b = bootstrap({"m": ClassifierStats(y, s)}, n_boot=100, seed=1)
+        >>> b.samples["m"]["auroc"].shape, b.ci("m", "auroc")[1]
+        ((100,), 1.0)
+    """
+    if not stats:
+        raise ValueError("no models to bootstrap")
+    sizes = {m: s.n for m, s in stats.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"models are not evaluated on the same frames: frame counts {sizes}")
+    n = next(iter(sizes.values()))
+    weights = resample_weights(n, n_boot, seed, groups)
+    chunk = weights_chunk or n_boot
+    estimates, samples = {}, {}
+    for model, st in stats.items():
+        kwargs = {} if names is None else {"names": names}
+        estimates[model] = st.metrics(None, **kwargs)
+        parts = [st.metrics(weights[i:i + chunk], **kwargs) for i in range(0, n_boot, chunk)]
+        samples[model] = {m: np.concatenate([p[m] for p in parts]) for m in estimates[model]}
+    n_clusters = None if groups is None else int(np.unique(np.asarray(groups)).size)
+    return BootstrapResult(estimates, samples, n_boot, seed, level, groups is not None, n, n_clusters)
+
+
+# ------------------------------------------------------------------------------------ model comparisons
+def paired_pvalue(samples_a, samples_b, estimate_a: float, estimate_b: float) -> float:
+    """Two-sided paired bootstrap p-value of ``H0: metric_a == metric_b``.
+
+    The bootstrap distribution of the difference is centred at zero (the null) and compared with the
+    observed difference: ``p = (1 + #{|d_b - d| >= |d|}) / (B + 1)``. Resamples where either metric is
+    undefined are dropped. Identical models give p = 1.
+
+    Example:
+        >>> a = np.array([0.8, 0.82, 0.79, 0.81]); paired_pvalue(a, a, 0.8, 0.8)
+        1.0
+    """
+    d = np.asarray(samples_a, dtype=np.float64) - np.asarray(samples_b, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    observed = float(estimate_a) - float(estimate_b)
+    if d.size == 0 or np.isnan(observed):
+        warnings.warn("paired bootstrap test undefined (metric undefined on every resample); p set to NaN",
+                      M.UndefinedMetricWarning, stacklevel=2)
+        return float("nan")
+    tol = 1e-12 * max(1.0, abs(observed))
+    extreme = np.abs(d - observed) >= abs(observed) - tol
+    return float((1 + extreme.sum()) / (d.size + 1))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and do not count as tests).
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def delong_covariance(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    """AUROCs of ``k`` models on the same frames and their DeLong covariance (fast midrank algorithm).
+
+    Sun & Xu (2014), "Fast implementation of DeLong's algorithm for comparing the areas under correlated
+    receiver operating characteristic curves", IEEE Signal Processing Letters 21(11): O(N log N) per model.
+
+    Args:
+        y_true: ``(N,)`` 0/1 labels.
+        scores: ``(k, N)`` scores of ``k`` models.
+
+    Returns:
+        ``(aucs (k,), covariance (k, k))``.
+
+    Example:
+        >>> aucs, cov = delong_covariance([0, 0, 1, 1], [[0.1, 0.4, 0.35, 0.8]])
+        >>> aucs.tolist()
+        [0.75]
+    """
+    from scipy.stats import rankdata
+
+    y = M._as_binary(y_true, "y_true").ravel()
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    if s.shape[1] != y.size:
+        raise ValueError(f"scores have {s.shape[1]} frames, labels {y.size}")
+    x, z = s[:, y], s[:, ~y]
+    m, n = x.shape[1], z.shape[1]
+    if m < 2 or n < 2:
+        warnings.warn(f"DeLong undefined with {m} positives and {n} negatives (need >= 2 each); NaN",
+                      M.UndefinedMetricWarning, stacklevel=2)
+        k = s.shape[0]
+        return np.full(k, np.nan), np.full((k, k), np.nan)
+    tx, tz = rankdata(x, axis=1), rankdata(z, axis=1)
+    t_all = rankdata(np.concatenate([x, z], axis=1), axis=1)
+    aucs = t_all[:, :m].sum(1) / (m * n) - (m + 1) / (2 * n)
+    v_pos = (t_all[:, :m] - tx) / n  # placement of each positive among negatives
+    v_neg = 1 - (t_all[:, m:] - tz) / m  # placement of each negative among positives
+    cov = np.atleast_2d(np.cov(v_pos)) / m + np.atleast_2d(np.cov(v_neg)) / n
+    return aucs, cov
+
+
+def delong_test(y_true, score_a, score_b) -> dict:
+    """DeLong's test of equal AUROC for two models scored on the same frames.
+
+    Returns:
+        dict with ``auc_a``, ``auc_b``, ``z`` and two-sided ``p`` (p = 1 for identical AUROCs with zero variance).
+
+    Example:
+        >>> r = delong_test([0, 0, 0, 1, 1, 1], [.1, .2, .3, .4, .5, .6], [.1, .2, .3, .4, .5, .6])
+        >>> r["p"]
+        1.0
+    """
+    from scipy.stats import norm
+
+    aucs, cov = delong_covariance(y_true, np.vstack([score_a, score_b]))
+    diff = aucs[0] - aucs[1]
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    if np.isnan(var):
+        z = p = float("nan")
+    elif var <= 1e-15:
+        z, p = (0.0, 1.0) if abs(diff) < 1e-12 else (float("inf"), 0.0)
+    else:
+        z = float(diff / np.sqrt(var))
+        p = float(2 * norm.sf(abs(z)))
+    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "z": z, "p": p}
+
+
+#: columns of ``pairwise_tests.csv``
+PAIRWISE_COLUMNS = ["task", "metric", "test", "model_a", "model_b", "value_a", "value_b", "diff", "diff_lo",
+                    "diff_hi", "p", "p_holm"]
+
+
+def pairwise_tests(boot: BootstrapResult, metrics, task: str, classifiers: dict | None = None):
+    """Paired bootstrap tests for every pair of models on each metric (+ DeLong for AUROC pairs).
+
+    Holm's correction is applied within each family = one (test, metric) over all model pairs.
+
+    Args:
+        boot: a :func:`bootstrap` result over all models of one task.
+        metrics: metric names to compare.
+        task: ``"cls"`` or ``"seg"`` (written in the ``task`` column).
+        classifiers: model -> :class:`ClassifierStats`; when given, DeLong's test is added for ``auroc``.
+
+    Returns:
+        DataFrame with columns task, metric, test, model_a, model_b, value_a, value_b, diff, diff_lo,
+        diff_hi, p, p_holm.
+    """
+    import pandas as pd
+
+    models = list(boot.estimates)
+    rows = []
+    for metric in metrics:
+        family = []
+        for a, b in itertools.combinations(models, 2):
+            ea, eb = boot.estimates[a][metric], boot.estimates[b][metric]
+            sa, sb = boot.samples[a][metric], boot.samples[b][metric]
+            lo, hi = percentile_ci(sa - sb, boot.level)
+            family.append({"task": task, "metric": metric, "test": "paired bootstrap", "model_a": a,
+                           "model_b": b, "value_a": ea, "value_b": eb, "diff": ea - eb, "diff_lo": lo,
+                           "diff_hi": hi, "p": paired_pvalue(sa, sb, ea, eb)})
+        if metric == "auroc" and classifiers:
+            for a, b in itertools.combinations(models, 2):
+                ca, cb = classifiers[a], classifiers[b]
+                r = delong_test(ca.y_true, ca.score, cb.score)
+                family.append({"task": task, "metric": metric, "test": "DeLong", "model_a": a, "model_b": b,
+                               "value_a": r["auc_a"], "value_b": r["auc_b"], "diff": r["auc_a"] - r["auc_b"],
+                               "diff_lo": np.nan, "diff_hi": np.nan, "p": r["p"]})
+        for test in ("paired bootstrap", "DeLong"):
+            rows_t = [r for r in family if r["test"] == test]
+            for r, adj in zip(rows_t, holm([r["p"] for r in rows_t])):
+                r["p_holm"] = adj
+        rows += family
+    return pd.DataFrame(rows, columns=PAIRWISE_COLUMNS)
+
+
+def ci_width_comparison(frame_boot: BootstrapResult, cluster_boot: BootstrapResult, metrics):
+    """CI widths under frame vs patient (cluster) resampling, and their ratio, per model and metric."""
+    import pandas as pd
+
+    rows = []
+    for model in frame_boot.estimates:
+        for m in metrics:
+            f_lo, f_hi = frame_boot.ci(model, m)
+            c_lo, c_hi = cluster_boot.ci(model, m)
+            fw, cw = f_hi - f_lo, c_hi - c_lo
+            rows.append({"model": model, "metric": m, "estimate": frame_boot.estimates[model][m],
+                         "frame_lo": f_lo, "frame_hi": f_hi, "patient_lo": c_lo, "patient_hi": c_hi,
+                         "frame_width": fw, "patient_width": cw,
+                         "width_ratio": cw / fw if fw > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------- benchmark
+def naive_segmenter_bootstrap(levels: dict, target, n_boot: int, seed: int, threshold: float = 0.5) -> dict:
+    """Reference implementation: for every resample, gather the resampled pixel arrays and recompute.
+
+    Gives the same numbers as :func:`bootstrap` on :class:`SegmenterStats` (same resamples), only slowly;
+    used by the tests and the benchmark.
+
+    Args:
+        levels: model -> uint8 probability maps ``(N, S, S)``.
+        target: masks ``(N, S, S)``.
+        n_boot, seed, threshold: as for :func:`bootstrap`.
+
+    Returns:
+        model -> metric -> ``(n_boot,)`` samples of ``dsc`` (mean over images), ``dsc_pooled`` and ``auprc``.
+    """
+    target = np.asarray(target).astype(bool)
+    idx = bootstrap_indices(target.shape[0], n_boot, np.random.default_rng(seed))
+    cut = level_cut(threshold)
+    out = {m: {"dsc": np.empty(n_boot), "dsc_pooled": np.empty(n_boot), "auprc": np.empty(n_boot)} for m in levels}
+    for b in range(n_boot):
+        t = target[idx[b]]
+        for model, lv in levels.items():
+            p = lv[idx[b]]
+            c = M.seg_counts(p >= cut, t)
+            out[model]["dsc"][b] = np.mean(M.dice(c.tp, c.fp, c.fn))
+            out[model]["dsc_pooled"][b] = M.dice(c.tp.sum(), c.fp.sum(), c.fn.sum())
+            pos = np.bincount(p[t], minlength=M.N_LEVELS)
+            neg = np.bincount(p[~t], minlength=M.N_LEVELS)
+            out[model]["auprc"][b] = M.ap_from_hist(pos, neg)
+    return out
+
+
+def _synthetic_masks(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Discs of random centre and radius, one per frame (a cheap stand-in for tissue masks)."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    cy, cx = rng.uniform(0.2, 0.8, (2, n, 1, 1)).astype(np.float32) * size
+    r = rng.uniform(0.08, 0.3, (n, 1, 1)).astype(np.float32) * size
+    out = np.empty((n, size, size), dtype=bool)
+    for i in range(0, n, CHUNK_FRAMES):
+        sl = slice(i, i + CHUNK_FRAMES)
+        out[sl] = (yy - cy[sl]) ** 2 + (xx - cx[sl]) ** 2 <= r[sl] ** 2
+    return out
+
+
+def _synthetic_levels(target: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
+    """uint8 scores correlated with ``target`` (higher ``quality`` = better separation)."""
+    noise = rng.integers(0, 256, target.shape, dtype=np.uint8)
+    shift = np.uint8(int(127 * quality))
+    return np.where(target, noise // 2 + shift, noise // 2 + (127 - shift) // 2).astype(np.uint8)
+
+
+def bench_main(argv: list[str]) -> int:
+    """``python -m endolib bench stats``: time the bootstrap of Table 4 on synthetic predictions.
+
+    Prints the time to reduce every model to per-image statistics, the time for all resamples, and the
+    speed-up over :func:`naive_segmenter_bootstrap` measured on a subset (same subset for both).
+    """
+    ap = argparse.ArgumentParser(prog="python -m endolib bench stats", description=bench_main.__doc__)
+    ap.add_argument("--frames", type=int, default=1750)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--models", type=int, default=8)
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--naive-frames", type=int, default=175, help="frames of the subset timed both ways")
+    ap.add_argument("--naive-boot", type=int, default=20, help="resamples of the subset timed both ways")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    target = _synthetic_masks(args.frames, args.size, rng)
+    print(f"synthetic: {args.models} segmenters x {args.frames} frames of {args.size}x{args.size}, "
+          f"{args.n_boot} resamples")
+    t_reduce, stats, sub_levels = 0.0, {}, {}
+    for k in range(args.models):
+        levels = _synthetic_levels(target, rng, quality=0.3 + 0.05 * k)
+        t0 = time.perf_counter()
+        stats[f"model{k}"] = SegmenterStats.from_levels(levels, target)
+        t_reduce += time.perf_counter() - t0
+        if k == 0:
+            sub_levels["model0"] = levels[: args.naive_frames].copy()
+        del levels
+    t0 = time.perf_counter()
+    boot = bootstrap(stats, args.n_boot, args.seed)
+    for model in boot.estimates:
+        for m in ("dsc", "iou", "auprc"):
+            boot.ci(model, m)
+    t_boot = time.perf_counter() - t0
+    print(f"per-image statistics (one pass over the pixels): {t_reduce:.2f} s")
+    print(f"bootstrap, all metrics of Table 4 (mean-over-images + pooled + exact AUPRC): {t_boot:.2f} s")
+    print(f"total: {t_reduce + t_boot:.2f} s")
+
+    sub_t = target[: args.naive_frames]
+    t0 = time.perf_counter()
+    naive_segmenter_bootstrap(sub_levels, sub_t, args.naive_boot, args.seed)
+    t_naive = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st = SegmenterStats.from_levels(sub_levels["model0"], sub_t)
+    bootstrap({"model0": st}, args.naive_boot, args.seed, names=("dsc", "dsc_pooled", "auprc"))
+    t_fast = time.perf_counter() - t0
+    per_unit = t_naive / (args.naive_boot * args.naive_frames)
+    extrapolated = per_unit * args.n_boot * args.frames * args.models
+    print(f"subset ({args.naive_frames} frames, {args.naive_boot} resamples, 1 model; dsc, dsc_pooled, auprc): "
+          f"naive recompute-per-resample {t_naive:.2f} s, per-image statistics {t_fast:.3f} s, "
+          f"ratio {t_naive / t_fast:.0f}x")
+    print(f"naive extrapolated to the full job: ~{extrapolated / 60:.0f} min "
+          f"(~{extrapolated / (t_reduce + t_boot):.0f}x the fast total)")
+    return 0

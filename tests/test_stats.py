@@ -1,0 +1,222 @@
+"""Bootstrap, paired tests, Holm, DeLong: agreement with scipy / brute force, and the tests' behaviour."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from endolib import metrics as M
+from endolib import stats as S
+
+
+def _classifier(n=80, quality=0.3, seed=0, y=None):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n) if y is None else y
+    return y, np.round(np.clip(quality * y + rng.random(y.size) * (1 - quality), 0, 1), 3)
+
+
+def _segmenter_arrays(n=12, size=16, seed=0, quality=0.4):
+    rng = np.random.default_rng(seed)
+    target = rng.random((n, size, size)) > 0.75
+    target[:, 0, 0] = True  # every frame has tissue
+    levels = M.quantise(np.clip(quality * target + (1 - quality) * rng.random(target.shape), 0, 1))
+    return levels, target
+
+
+def test_resample_weights_are_bootstrap_counts():
+    w = S.resample_weights(10, 50, seed=3)
+    assert w.shape == (50, 10) and (w.sum(1) == 10).all()
+    idx = np.random.default_rng(3).integers(0, 10, (50, 10))
+    assert (w[7] == np.bincount(idx[7], minlength=10)).all()
+
+
+def test_cluster_weights_resample_whole_patients():
+    groups = np.array(["a", "a", "a", "b", "b", "c"])
+    w = S.resample_weights(6, 40, seed=1, groups=groups)
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 1] == w[:, 2]).all() and (w[:, 3] == w[:, 4]).all()
+    per_group = np.stack([w[:, 0], w[:, 3], w[:, 5]], 1)
+    assert (per_group.sum(1) == 3).all()  # three clusters drawn per resample
+
+
+def test_percentile_ci_agrees_with_scipy_bootstrap_mean():
+    x = np.random.default_rng(0).gamma(2.0, size=57)
+    ours = S.weighted_mean(x, S.resample_weights(x.size, 999, seed=11))
+    lo, hi = S.percentile_ci(ours, 0.95)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=999, method="percentile", confidence_level=0.95,
+                        rng=np.random.default_rng(11))
+    assert lo == pytest.approx(ref.confidence_interval.low, abs=1e-12)
+    assert hi == pytest.approx(ref.confidence_interval.high, abs=1e-12)
+
+
+def test_percentile_ci_agrees_with_scipy_bootstrap_auroc_and_pooled_dice():
+    y, score = _classifier(60, seed=2)
+    boot = S.bootstrap({"m": S.ClassifierStats(y, score)}, n_boot=150, seed=5, names=("auroc",))
+
+    def auroc_stat(yy, ss):
+        if len(np.unique(yy)) < 2:
+            return np.nan
+        return roc_auc_score(yy, ss)
+
+    ref = sps.bootstrap((y, score), auroc_stat, paired=True, vectorized=False, n_resamples=150,
+                        method="percentile", rng=np.random.default_rng(5))
+    np.testing.assert_allclose(boot.ci("m", "auroc"), tuple(ref.confidence_interval), atol=1e-12)
+
+    levels, target = _segmenter_arrays(15, seed=4)
+    st = S.SegmenterStats.from_levels(levels, target)
+    b2 = S.bootstrap({"s": st}, n_boot=300, seed=9, names=("dsc_pooled",))
+    ref2 = sps.bootstrap((st.tp, st.fp, st.fn), lambda a, b, c: M.dice(a.sum(), b.sum(), c.sum()), paired=True,
+                         vectorized=False, n_resamples=300, method="percentile", rng=np.random.default_rng(9))
+    np.testing.assert_allclose(b2.ci("s", "dsc_pooled"), tuple(ref2.confidence_interval), atol=1e-12)
+
+
+def test_fast_bootstrap_equals_naive_recompute():
+    levels, target = _segmenter_arrays(10, seed=1)
+    levels2, _ = _segmenter_arrays(10, seed=2)
+    fast = S.bootstrap({"a": S.SegmenterStats.from_levels(levels, target),
+                        "b": S.SegmenterStats.from_levels(levels2, target)}, n_boot=25, seed=7)
+    naive = S.naive_segmenter_bootstrap({"a": levels, "b": levels2}, target, n_boot=25, seed=7)
+    for model, metric in itertools.product("ab", ("dsc", "dsc_pooled", "auprc")):
+        np.testing.assert_allclose(fast.samples[model][metric], naive[model][metric], atol=1e-12)
+
+
+def test_segmenter_estimates_match_direct_computation():
+    levels, target = _segmenter_arrays(8, seed=3)
+    st = S.SegmenterStats.from_levels(levels, target, threshold=0.5)
+    m = st.metrics()
+    pred = levels >= 128
+    c = M.seg_counts(pred, target)
+    assert m["dsc"] == pytest.approx(np.mean(M.dice(c.tp, c.fp, c.fn)))
+    assert m["iou_pooled"] == pytest.approx(float(M.iou(c.tp.sum(), c.fp.sum(), c.fn.sum())))
+    from sklearn.metrics import average_precision_score
+
+    assert m["auprc"] == pytest.approx(average_precision_score(target.ravel(), levels.ravel()), abs=1e-12)
+
+
+def test_per_image_undefined_values_are_left_out_with_warning():
+    levels, target = _segmenter_arrays(4, seed=0)
+    levels[1] = 0  # frame 1: empty prediction -> per-image precision undefined
+    st = S.SegmenterStats.from_levels(levels, target)
+    with pytest.warns(M.UndefinedMetricWarning, match="per-image precision undefined for 1 of 4"):
+        m = st.metrics(names=("precision",))
+    c = M.seg_counts(levels >= 128, target)
+    keep = [0, 2, 3]
+    assert m["precision"] == pytest.approx(np.mean(c.tp[keep] / (c.tp[keep] + c.fp[keep])))
+
+
+def test_threshold_level_cut_matches_float_threshold():
+    levels = np.arange(256, dtype=np.uint8)
+    for t in (0.0, 0.3, 0.5, 0.5 + 1e-9, 0.75, 1.0):
+        assert ((levels >= S.level_cut(t)) == (levels / 255 >= t)).all()
+
+
+def test_paired_test_identical_models_p_one_and_different_models_small():
+    y, good = _classifier(150, quality=0.6, seed=1)
+    _, bad = _classifier(150, quality=0.05, seed=2, y=y)
+    stats = {"good": S.ClassifierStats(y, good), "copy": S.ClassifierStats(y, good.copy()),
+             "bad": S.ClassifierStats(y, bad)}
+    boot = S.bootstrap(stats, n_boot=400, seed=0)
+    t = S.pairwise_tests(boot, ("auroc", "accuracy"), "cls", stats)
+    row = lambda a, b, test, metric="auroc": t[(t.model_a == a) & (t.model_b == b) & (t.test == test)  # noqa: E731
+                                               & (t.metric == metric)].iloc[0]
+    assert row("good", "copy", "paired bootstrap")["p"] == 1.0
+    assert row("good", "copy", "DeLong")["p"] == 1.0
+    assert row("good", "bad", "paired bootstrap")["p"] < 0.05
+    assert row("good", "bad", "DeLong")["p"] < 0.05
+    assert row("good", "bad", "paired bootstrap", "accuracy")["p"] < 0.05
+    assert len(t) == 3 * 2 + 3  # 3 pairs x 2 metrics, plus DeLong on AUROC
+    assert (t["p_holm"] >= t["p"] - 1e-15).all() and (t["p_holm"] <= 1).all()
+
+
+def test_paired_pvalue_is_uniformish_under_null():
+    # two independent noisy copies of the same quality: p should not be systematically small
+    y, a = _classifier(120, quality=0.4, seed=10)
+    ps = []
+    for seed in range(12):
+        _, b = _classifier(120, quality=0.4, seed=100 + seed, y=y)
+        boot = S.bootstrap({"a": S.ClassifierStats(y, a), "b": S.ClassifierStats(y, b)}, 200, seed, names=("auroc",))
+        ps.append(S.paired_pvalue(boot.samples["a"]["auroc"], boot.samples["b"]["auroc"],
+                                  boot.estimates["a"]["auroc"], boot.estimates["b"]["auroc"]))
+    assert np.mean(np.array(ps) < 0.05) <= 0.25 and np.median(ps) > 0.2
+
+
+def test_holm_known_values():
+    np.testing.assert_allclose(S.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    out = S.holm([0.2, np.nan, 0.01])
+    assert np.isnan(out[1]) and out.tolist()[0] == 0.2 and out[2] == pytest.approx(0.02)
+    assert S.holm([0.6, 0.9]).tolist() == [1.0, 1.0]
+
+
+def _delong_bruteforce(y, scores):
+    """DeLong et al. (1988) structural components, O(m n) per model."""
+    y = np.asarray(y).astype(bool)
+    x, z = scores[:, y], scores[:, ~y]
+    psi = (x[:, :, None] > z[:, None, :]) + 0.5 * (x[:, :, None] == z[:, None, :])
+    v10, v01 = psi.mean(2), psi.mean(1)  # per positive, per negative
+    auc = psi.mean((1, 2))
+    cov = np.cov(v10) / x.shape[1] + np.cov(v01) / z.shape[1]
+    return auc, cov
+
+
+def test_delong_matches_bruteforce_and_sklearn():
+    y, a = _classifier(90, quality=0.4, seed=3)
+    _, b = _classifier(90, quality=0.2, seed=4, y=y)
+    scores = np.vstack([a, b])
+    aucs, cov = S.delong_covariance(y, scores)
+    ref_auc, ref_cov = _delong_bruteforce(y, scores)
+    np.testing.assert_allclose(aucs, ref_auc, atol=1e-12)
+    np.testing.assert_allclose(aucs, [roc_auc_score(y, a), roc_auc_score(y, b)], atol=1e-12)
+    np.testing.assert_allclose(cov, ref_cov, atol=1e-12)
+    r = S.delong_test(y, a, b)
+    z = (ref_auc[0] - ref_auc[1]) / np.sqrt(ref_cov[0, 0] + ref_cov[1, 1] - 2 * ref_cov[0, 1])
+    assert r["z"] == pytest.approx(z) and r["p"] == pytest.approx(2 * sps.norm.sf(abs(z)))
+
+
+def test_delong_known_case():
+    # hand-computed: positives {0.9, 0.6}, negatives {0.7, 0.1}; psi = [[1, 1], [0, 1]] -> AUC 0.75,
+    # V10 = [1, 0.5] (var 0.125), V01 = [0.5, 1] (var 0.125) -> var(AUC) = 0.125/2 + 0.125/2 = 0.125
+    aucs, cov = S.delong_covariance([1, 1, 0, 0], [[0.9, 0.6, 0.7, 0.1]])
+    assert aucs[0] == pytest.approx(0.75) and cov[0, 0] == pytest.approx(0.125)
+
+
+def test_delong_undefined_without_both_classes():
+    with pytest.warns(M.UndefinedMetricWarning, match="DeLong"):
+        r = S.delong_test([1, 1, 1, 0], [0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.0])
+    assert np.isnan(r["p"])
+
+
+def test_bootstrap_requires_same_frames():
+    with pytest.raises(ValueError, match="same frames"):
+        S.bootstrap({"a": S.ClassifierStats([0, 1], [0.1, 0.9]),
+                     "b": S.ClassifierStats([0, 1, 1], [0.1, 0.9, 0.8])}, 10, 0)
+
+
+def test_percentile_ci_skips_undefined_resamples_with_warning():
+    with pytest.warns(M.UndefinedMetricWarning, match="2 of 5"):
+        lo, hi = S.percentile_ci([0.1, np.nan, 0.3, np.nan, 0.2])
+    assert 0.1 <= lo < hi <= 0.3
+    assert np.isnan(S.percentile_ci([np.nan, np.nan])[0])
+
+
+def test_cluster_bootstrap_widens_ci_for_clustered_data():
+    # frames of a patient share a patient effect -> frame resampling understates the uncertainty
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(8), 25)
+    y = np.tile([0, 1], 100)
+    effect = rng.normal(0, 0.25, 8)[patients]
+    score = np.clip(0.5 + 0.15 * (2 * y - 1) + effect + rng.normal(0, 0.05, y.size), 0, 1)
+    stats = {"m": S.ClassifierStats(y, score)}
+    frames = S.bootstrap(stats, 300, 0, names=("auroc", "accuracy"))
+    clusters = S.bootstrap(stats, 300, 0, groups=patients, names=("auroc", "accuracy"))
+    t = S.ci_width_comparison(frames, clusters, ("auroc", "accuracy"))
+    assert (t["width_ratio"] > 1.2).all()
+    assert clusters.n_clusters == 8 and frames.n_clusters is None
+
+
+def test_bench_main_runs_small(capsys):
+    assert S.bench_main(["--frames", "20", "--size", "16", "--models", "2", "--n-boot", "30",
+                         "--naive-frames", "10", "--naive-boot", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio" in out and "bootstrap" in out

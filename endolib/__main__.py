@@ -34,20 +34,6 @@ def _cmd_figures(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _cmd_bench(args) -> int:
-    if args.what == "compute":
-        from .compute import bench_main
-    else:
-        from .metrics import bench_main
-    return bench_main(args.rest)
-
-
-def _cmd_video(args) -> int:
-    from .video import video_main
-
-    return video_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m endolib", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -70,18 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_cmd_figures)
 
-    b = sub.add_parser("bench", help="benchmarks that print their figures: compute (latency) or stats (bootstrap)")
+    # handled by their own parsers (see _PASS_THROUGH); listed here for --help
+    b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
+                       "endolib.compute) or `bench stats ...` (bootstrap, endolib.stats)")
     b.add_argument("what", choices=["compute", "stats"])
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=_cmd_bench)
-
-    v = sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline")
-    v.add_argument("rest", nargs=argparse.REMAINDER)
-    v.set_defaults(func=_cmd_video)
+    sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     return ap
 
 
+#: Sub-commands whose own parser handles every argument (including --help).
+_PASS_THROUGH = {
+    ("video",): lambda: __import__("endolib.video", fromlist=["video_main"]).video_main,
+    ("bench", "compute"): lambda: __import__("endolib.compute", fromlist=["bench_main"]).bench_main,
+    ("bench", "stats"): lambda: __import__("endolib.stats", fromlist=["bench_main"]).bench_main,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for prefix, entry in _PASS_THROUGH.items():
+        if tuple(argv[:len(prefix)]) == prefix:
+            try:
+                return entry()(argv[len(prefix):])
+            except (ValueError, FileNotFoundError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -156,9 +156,13 @@ def _papermill_executor(progress: bool):
 def _save_summary(results: list[Result], path: Path) -> None:
     import pandas as pd
 
-    rows = [{"notebook": r.job.output_name, "status": "passed" if r.ok else "failed",
-             "seconds": round(r.seconds, 1), "error": r.error} for r in results]
-    pd.DataFrame(rows, columns=["notebook", "status", "seconds", "error"]).to_csv(path, index=False)
+    cols = ["notebook", "status", "seconds", "error"]
+    rows = pd.DataFrame([{"notebook": r.job.output_name, "status": "passed" if r.ok else "failed",
+                          "seconds": round(r.seconds, 1), "error": r.error} for r in results], columns=cols)
+    if path.exists():  # a partial run (--only) updates its own rows and keeps the others
+        old = pd.read_csv(path, keep_default_na=False)
+        rows = pd.concat([old[~old["notebook"].isin(rows["notebook"])], rows], ignore_index=True)
+    rows.sort_values("notebook", kind="stable").to_csv(path, index=False)
 
 
 def format_summary(results: list[Result]) -> str:

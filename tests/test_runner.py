@@ -55,6 +55,10 @@ def test_failing_notebook_reported_others_still_run(tmp_path):
     text = format_summary(results)
     assert "2 passed, 1 failed" in text and "FAILED" in text
     assert (tmp_path / "out" / "summary.csv").read_text().count("failed") == 1
+    # a later partial run updates its own row and keeps the others
+    run("smoke", only=["04"], notebooks_dir=nb_dir, output_dir=tmp_path / "out", execute=lambda s, d, p, c: None)
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    assert summary.count("failed") == 0 and summary.count("passed") == 3
 
 
 def test_missing_notebook_is_named(tmp_path):

@@ -49,7 +49,7 @@ class Profile:
     phantom_size: int = 512  # frame side in pixels of generated frames (paper video: 1920x1080; 512)
     frames_per_operation: int = 220  # frames sampled per operation (paper: 6410 frames / 29 ops ~ 220)
     interval_s: float = 10.0  # sampling interval in seconds of video (paper: every 10 s)
-    video_fps: float = 2.0  # frame rate of the generated operation videos (phantom only)
+    video_fps: float = 0.2  # frame rate of the generated phantom operation videos (phantom only; 2 per 10 s interval)
     # --- input sizes (the models see these; data loaders resize) ---
     cls_size: int = 224  # classifier input (paper: 224)
     seg_size: int = 256  # U-Net family input (paper: 256)
@@ -80,6 +80,8 @@ class Profile:
     # --- computational load ---
     bench_warmup: int = 10
     bench_repeats: int = 50
+    bench_models: tuple | None = None  # models notebook 05 times (None = all eleven; counts always cover all)
+    bench_backends: tuple | None = None  # CPU paths notebook 05 compares (None = all of endolib.compute.BACKENDS)
     # --- threads ---
     num_threads: int | None = None  # torch threads (None = torch's default: all cores)
     extra: dict = field(default_factory=dict)  # free-form, saved with the run
@@ -99,17 +101,18 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # every notebook in seconds; used by `make test` (nbval)
     "smoke": Profile(
-        name="smoke", phantom_size=96, frames_per_operation=4, video_fps=2.0,
+        name="smoke", phantom_size=96, frames_per_operation=4, video_fps=0.2,
         cls_size=32, seg_size=32, segformer_size=32, width_mult=0.125,
         cls_epochs=1, seg_epochs=1, patience=1, batch_size=16, folds=1, search_trials=0, expand=1,
-        n_boot=200, bench_warmup=1, bench_repeats=3,
+        n_boot=200, bench_warmup=1, bench_repeats=3, bench_models=("resnet18", "unet"),
+        bench_backends=("eager", "onnxruntime"),
     ),
     # the whole study on 2 CPU cores in about 15 minutes; `make paper`
     "quick": Profile(
-        name="quick", phantom_size=160, frames_per_operation=24, video_fps=2.0,
+        name="quick", phantom_size=160, frames_per_operation=24, video_fps=0.2,
         cls_size=64, seg_size=64, segformer_size=64, width_mult=0.25,
         cls_epochs=6, seg_epochs=8, patience=4, batch_size=16, folds=1, search_trials=0, expand=2,
-        n_boot=2000, bench_warmup=3, bench_repeats=15,
+        n_boot=2000, bench_warmup=1, bench_repeats=5, bench_backends=("eager", "onnxruntime"),
     ),
     # the paper's protocol; meant for a GPU
     "paper": Profile(name="paper"),

@@ -1,0 +1,224 @@
+"""Tests of endolib.train: folds, augmentation, Dice loss, resume, NaN stop, outputs, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from endolib import train as T
+from endolib.train import (FINAL_FOLD, FrameDataset, FrameSet, NonFiniteLossError, apply_affine, dice_loss,
+                           patient_folds, random_affine, train_model, training_settings)
+
+
+def _settings(data_dir, tmp_path, arch="unet", name="run", **kw):
+    kw.setdefault("num_threads", 1)
+    return training_settings(arch, "smoke", data_dir=data_dir, run_dir=tmp_path / name,
+                             figures_dir=tmp_path / "figures", **kw)
+
+
+# ------------------------------------------------------------------------------------------------- folds
+@pytest.mark.parametrize("folds", [1, 2, 3, 5])
+def test_grouped_folds_never_share_a_patient(folds):
+    rng = np.random.default_rng(folds)
+    patients = rng.choice([f"P{i:02d}" for i in range(11)], size=300)
+    labels = rng.integers(0, 2, size=300)
+    splits = patient_folds(patients, labels, folds, seed=3)
+    assert len(splits) == folds
+    for tr, va in splits:
+        assert len(va) and len(tr)
+        assert set(patients[tr]).isdisjoint(patients[va])
+        assert len(tr) + len(va) == len(patients)
+    if folds > 1:  # every patient validates exactly once
+        val_pats = [set(patients[va]) for _, va in splits]
+        assert sum(len(v) for v in val_pats) == len(set(patients))
+    else:  # hold-out of ~20% of the patients
+        assert len(set(patients[splits[0][1]])) in (2, 3)
+
+
+def test_folds_need_enough_patients():
+    with pytest.raises(ValueError, match="needs at least 3 training patients; the training split has 2"):
+        patient_folds(np.array(["a", "a", "b", "b"]), np.array([0, 1, 0, 1]), 3, seed=0)
+
+
+# ------------------------------------------------------------------------------------------- augmentation
+def _blob_frames(n=4, size=32):
+    rng = np.random.default_rng(0)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        y, x = rng.integers(2, size // 2, 2)
+        masks[i, y:y + 12, x:x + 6] = 1  # asymmetric blobs off-centre: any rotation/flip moves them
+    images = np.repeat((masks * 255)[..., None], 3, axis=-1).astype(np.uint8)
+    return FrameSet(np.array([f"f{i}" for i in range(n)]), np.array(["p"] * n), np.ones(n, np.int64), images, masks)
+
+
+def test_augmentation_moves_image_and_mask_together():
+    frames = _blob_frames()
+    ds = FrameDataset(frames, "seg", augment=True, expand=3, rotation_deg=45.0, seed=1)
+    mean = torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(T.IMAGENET_STD).view(3, 1, 1)
+    moved = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            x, y = ds[i]
+            img = (x * std + mean)[0]  # back to [0, 1]; the image is the mask painted white
+            agree = ((img > 0.5) == (y[0] > 0.5)).float().mean()
+            assert agree > 0.97, (epoch, i, float(agree))
+            moved += not torch.equal(y[0], torch.from_numpy(frames.masks[i % len(frames)]).float())
+    assert moved > 0.8 * 3 * len(ds)  # the augmentation really moved the frames
+
+
+def test_affine_identity_flips_and_determinism():
+    img = torch.rand(3, 16, 16)
+    mask = (torch.rand(1, 16, 16) > 0.5).float()
+    out, m = apply_affine(img, mask)
+    assert torch.allclose(out, img, atol=1e-6) and torch.equal(m, mask)
+    out, m = apply_affine(img, mask, hflip=True, vflip=True)
+    assert torch.allclose(out, img.flip(-1).flip(-2), atol=1e-6) and torch.equal(m, mask.flip(-1).flip(-2))
+    a = random_affine(np.random.default_rng([1, 2, 3]), 20.0, 0.1)
+    assert a == random_affine(np.random.default_rng([1, 2, 3]), 20.0, 0.1)
+    assert -20 <= a["angle"] <= 20 and 0.9 <= a["scale"] <= 1.1
+    ds = FrameDataset(_blob_frames(), "seg", augment=True, rotation_deg=30.0, seed=5)
+    ds.set_epoch(2)
+    x1, _ = ds[1]
+    ds.set_epoch(3)
+    x2, _ = ds[1]
+    ds.set_epoch(2)
+    assert torch.equal(ds[1][0], x1) and not torch.equal(x1, x2)
+
+
+# --------------------------------------------------------------------------------------------------- loss
+def test_dice_loss_matches_hand_computation():
+    p = torch.tensor([[0.2, 0.8], [0.6, 0.0]]).view(1, 1, 2, 2)
+    y = torch.tensor([[0.0, 1.0], [1.0, 1.0]]).view(1, 1, 2, 2)
+    # Eq. 1: 1 - 2 * (0.8 + 0.6) / ((0.2 + 0.8 + 0.6 + 0.0) + 3 + eps)
+    assert float(dice_loss(p, y, eps=1e-6)) == pytest.approx(1 - 2.8 / (4.6 + 1e-6), abs=1e-7)
+    # a batch: the sums run over both images
+    p2 = torch.cat([p, torch.full_like(p, 0.5)])
+    y2 = torch.cat([y, torch.zeros_like(y)])
+    assert float(dice_loss(p2, y2, eps=0.0)) == pytest.approx(1 - 2.8 / (4.6 + 2.0), abs=1e-7)
+    assert float(dice_loss(y, y, eps=1e-6)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        dice_loss(p, y[..., :1])
+
+
+# ------------------------------------------------------------------------------------------ training runs
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_path):
+    kw = dict(epochs=2, folds=2, search_trials=2, expand=2)
+    full = train_model(_settings(tiny_dataset, tmp_path, name="full", **kw), progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_three(row):
+        seen.append(row)
+        if len(seen) == 3:  # in the middle of the second (trial, fold) training
+            raise Interrupt
+
+    s = _settings(tiny_dataset, tmp_path, name="resumed", **kw)
+    with pytest.raises(Interrupt):
+        train_model(s, progress=False, on_epoch_end=stop_after_three)
+    assert (s.run_dir / "resume.pt").exists() and not (s.run_dir / "model.safetensors").exists()
+    after = []
+    resumed = train_model(s, progress=False, on_epoch_end=after.append)
+    assert not (s.run_dir / "resume.pt").exists()
+    assert len(after) == len(full.history) - 3  # it continued; the first three epochs were not redone
+
+    a, b = load_file(full.run_dir / "model.safetensors"), load_file(s.run_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["trial", "fold", "epoch", "train_loss", "val_loss", "val_metric", "lr"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    assert (full.history["fold"] == FINAL_FOLD).sum() >= 1  # folds > 1: final retraining on all data
+    pa, pb = np.load(full.run_dir / "predictions.npz"), np.load(s.run_dir / "predictions.npz")
+    assert np.array_equal(pa["probs"], pb["probs"])
+    assert full.test_summary == resumed.test_summary
+
+
+def test_segmenter_run_writes_the_layout(tiny_dataset, tmp_path):
+    res = train_model(_settings(tiny_dataset, tmp_path, epochs=2), progress=False)
+    d = res.run_dir
+    for f in ("config.json", "model.safetensors", "history.csv", "environment.json", "predictions.npz",
+              "test_summary.json"):
+        assert (d / f).exists(), f
+    assert (tmp_path / "figures" / "learning_curve_unet.png").exists()
+    index = pd.read_csv(tiny_dataset / "index.csv", dtype=str)
+    test_ids = index.loc[index["split"] == "test", "frame_id"].tolist()
+    pred = np.load(d / "predictions.npz")
+    assert pred["frame_ids"].tolist() == test_ids  # all test frames, positives and negatives, index order
+    assert pred["probs"].dtype == np.uint8 and pred["probs"].shape == (len(test_ids), 32, 32)
+    assert int(pred["size"]) == 32 and str(pred["task"]) == "seg"
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["final_model"]["method"] == "holdout_best" and cfg["input_size"] == 32
+    assert cfg["model_kwargs"] == {"width_mult": 0.125}
+    assert list(pd.read_csv(d / "history.csv").columns) == T.HISTORY_COLUMNS
+    summary = json.loads((d / "test_summary.json").read_text())
+    assert summary["metric"] == "dsc" and 0.0 <= summary["dsc"] <= 1.0
+    # validation and training patients never mix, and only frames with tissue are used by default
+    f = res.folds
+    assert set(f.loc[f.part == "train", "patients"].iloc[0].split()).isdisjoint(
+        f.loc[f.part == "val", "patients"].iloc[0].split())
+    assert (f["frames"] == f["with_tissue"]).all()
+
+
+def test_classifier_run_predicts_probabilities(tiny_dataset, tmp_path):
+    res = train_model(_settings(tiny_dataset, tmp_path, arch="resnet18", epochs=1), progress=False)
+    pred = np.load(res.run_dir / "predictions.npz")
+    assert pred["probs"].dtype == np.float32 and pred["probs"].shape == (12,)
+    assert ((pred["probs"] >= 0) & (pred["probs"] <= 1)).all() and str(pred["task"]) == "cls"
+    assert res.test_summary["metric"] == "auroc" and 0.0 <= res.test_summary["auroc"] <= 1.0
+    assert (res.folds["frames"] > res.folds["with_tissue"]).all()  # classifiers see negatives too
+
+
+def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    poison = {"on": False}
+    real = T.dice_loss
+
+    def poisoned(probs, target, eps=1e-6):
+        loss = real(probs, target, eps)
+        return loss * float("nan") if poison["on"] and probs.requires_grad else loss
+
+    def after_epoch(row):
+        poison["on"] = row["epoch"] >= 1  # from the second epoch on, the training loss is NaN
+
+    monkeypatch.setattr(T, "dice_loss", poisoned)
+    s = _settings(tiny_dataset, tmp_path, epochs=3, batch_size=2)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training \(batch \d+\) loss .* epoch 2 .*"
+                                                 r"last good checkpoint .* epoch 1\) is kept"):
+        train_model(s, progress=False, on_epoch_end=after_epoch)
+    ckpt = torch.load(s.run_dir / "resume.pt", weights_only=True)
+    assert ckpt["current"]["epoch"] == 1 and len(ckpt["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["current"]["model"].values() if v.is_floating_point())
+    assert not (s.run_dir / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_unknown_architecture_lists_valid_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown architecture 'unet3'; valid names: resnet18, .*segformer_b1"):
+        training_settings("unet3", "smoke")
+    with pytest.raises(ValueError, match="unet is a segmenter, but this notebook trains classifiers: resnet18"):
+        training_settings("unet", "smoke", task="cls")
+
+
+def test_empty_training_split_is_an_error(make_tiny_dataset, tmp_path):
+    data_dir = make_tiny_dataset(n_patients=2, n_test=2)
+    with pytest.raises(ValueError, match=r"index.csv: the training split is empty"):
+        train_model(_settings(data_dir, tmp_path), progress=False)
+
+
+def test_fold_without_positives_is_an_error(tiny_dataset, tmp_path):
+    index = pd.read_csv(tiny_dataset / "index.csv", dtype={"frame_id": str})
+    index.loc[index["split"] == "train", "has_tissue"] = 0
+    index.to_csv(tiny_dataset / "index.csv", index=False)
+    for f in (tiny_dataset / "masks").glob("*.png"):  # keep masks consistent with the labels
+        if index.set_index("frame_id").loc[f.stem, "split"] == "train":
+            from PIL import Image
+
+            Image.fromarray(np.zeros((40, 48), np.uint8)).save(f)
+    with pytest.raises(ValueError, match=r"fold 0 training part .* has no frames with tissue"):
+        train_model(_settings(tiny_dataset, tmp_path), progress=False)

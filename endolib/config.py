@@ -105,13 +105,14 @@ PROFILES: dict[str, Profile] = {
         cls_size=32, seg_size=32, segformer_size=32, width_mult=0.125,
         cls_epochs=1, seg_epochs=1, patience=1, batch_size=16, folds=1, search_trials=0, expand=1,
         n_boot=200, bench_warmup=1, bench_repeats=3, bench_models=("resnet18", "unet"),
+        num_threads=1,  # tiny tensors: one thread is as fast, and results do not depend on the core count
         bench_backends=("eager", "onnxruntime"),
     ),
     # the whole study on 2 CPU cores in about 15 minutes; `make paper`
     "quick": Profile(
         name="quick", phantom_size=160, frames_per_operation=24, video_fps=0.2,
         cls_size=64, seg_size=64, segformer_size=64, width_mult=0.25,
-        cls_epochs=6, seg_epochs=8, patience=4, batch_size=16, folds=1, search_trials=0, expand=2,
+        cls_epochs=6, seg_epochs=8, patience=4, lr_patience=2, batch_size=16, folds=1, search_trials=0, expand=2,
         n_boot=2000, bench_warmup=1, bench_repeats=5, bench_backends=("eager", "onnxruntime"),
     ),
     # the paper's protocol; meant for a GPU

@@ -675,9 +675,14 @@ class _Run:
 
     def _nan_error(self, trial, fold, epoch, where, hp) -> None:
         cur = self.state.get("current")
-        kept = (f"the last good checkpoint (trial {cur['trial']}, fold {cur['fold']}, epoch {cur['epoch']}) is "
-                f"kept in {self.ckpt}" if self.ckpt.exists() and cur is not None
-                else f"no epoch had finished, so there is no checkpoint in {self.ckpt}")
+        if not self.ckpt.exists():
+            kept = f"no epoch had finished, so there is no checkpoint in {self.ckpt}"
+        elif cur is not None:
+            kept = (f"the last good checkpoint (trial {cur['trial']}, fold {cur['fold']}, epoch {cur['epoch']}) is "
+                    f"kept in {self.ckpt}")
+        else:
+            kept = (f"the last good checkpoint (after {len(self.state['done'])} finished training(s)) is kept in "
+                    f"{self.ckpt}")
         raise NonFiniteLossError(
             f"{self.s.arch}: non-finite {where} loss at trial {trial}, fold {fold}, epoch {epoch} "
             f"(lr {hp['lr']:g}, batch size {hp['batch_size']}, weight decay {hp['weight_decay']:g}); training "
@@ -948,7 +953,8 @@ def _finish(s: TrainSettings, model, run: _Run, trials_df, folds_df, final: dict
               "loss": "binary cross-entropy" if s.task == "cls" else "Dice loss, paper Eq. 1 (sums over the batch)",
               "files": dict(RUN_FILES)}
     save_json(config, s.run_dir / RUN_FILES["config"])
-    fig = plot_learning_curve(history, s.arch, s.task, chosen_trial=int(chosen["trial"]))
+    fig = plot_learning_curve(history, s.arch, s.task, chosen_trial=int(chosen["trial"]),
+                              best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
     from .plotting import save_figure
 
     png = save_figure(fig, f"learning_curve_{s.arch}", s.figures_dir)
@@ -959,7 +965,8 @@ def _finish(s: TrainSettings, model, run: _Run, trials_df, folds_df, final: dict
                        folds_df, summary, png, 0.0)
 
 
-def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_trial: int | None = None):
+def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_trial: int | None = None,
+                        best_epoch: int | None = None):
     """Training and validation loss (left) and the validation metric (right) per epoch of the chosen trial,
     one colour per fold (the final retraining dashed).
 
@@ -967,7 +974,14 @@ def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_tria
         history: ``history.csv`` as a DataFrame.
         arch: model name (title).
         task: ``"cls"`` or ``"seg"`` (metric label).
-        chosen_trial: trial to show (default: all trials' folds of trial 0).
+        chosen_trial: trial to show (default: trial 0).
+        best_epoch: epoch of the final model, marked by a dashed line (None: no mark).
+
+    Example:
+        >>> h = pd.DataFrame({"trial": 0, "fold": 0, "epoch": [1, 2], "train_loss": [0.6, 0.5],
+        ...                   "val_loss": [0.55, 0.5], "val_metric": [0.6, 0.7], "lr": 1e-3, "seconds": 1.0})
+        >>> len(plot_learning_curve(h, "unet", "seg", best_epoch=2).axes)
+        2
     """
     import matplotlib.pyplot as plt
 
@@ -986,7 +1000,12 @@ def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_tria
     ax1.set(xlabel="epoch", ylabel="BCE loss" if task == "cls" else "Dice loss", title=f"{arch}: loss")
     ax2.set(xlabel="epoch", ylabel="validation AUROC" if task == "cls" else "validation DSC",
             title=f"{arch}: validation metric")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.5", lw=0.8, ls="--", label=f"final model (epoch {best_epoch})")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

@@ -1,6 +1,6 @@
 """The paper's published numbers (Rhee et al.), as data, for side-by-side comparisons with our results.
 
-Source: ``/work/shared/reference/paper.txt`` (Tables 1, 3, 4, 5); every value is as printed (two decimals),
+Source: the paper's Tables 1, 3, 4 and 5; every value is as printed (two decimals),
 95% CIs as ``(value, lo, hi)``. These are numbers about the authors' *clinical* data set; our results come
 from the synthetic phantom and must always be labelled as such beside them.
 

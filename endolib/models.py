@@ -1,6 +1,7 @@
 """The model zoo: the paper's eleven networks behind one factory, :func:`create_model`.
 
 Classifiers (``resnet18``, ``resnet34``, ``mobilenetv3_large``) are timm networks with one output logit.
+Every model takes the same ``width_mult`` (1.0 = the paper's widths; the quick profile trains narrower ones).
 Segmenters are the six U-Net variants of Table 2 (built from :class:`ConvBlock` and :class:`MergeBlock`, one
 :class:`UNet` class configured by :data:`UNET_VARIANTS`) and SegFormer-B0/B1 (transformers, built from a
 config, never downloaded). Every model takes ImageNet-normalised float tensors ``(N, 3, S, S)`` and returns
@@ -342,13 +343,41 @@ class SegFormer(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+#: Base channel widths a classifier's ``width_mult`` scales (timm's ``channels``/``stem_width`` for ResNets).
+RESNET_WIDTHS = {"stem_width": 64, "channels": (64, 128, 256, 512)}
+#: Standard deviation of the re-initialised one-logit head (see :func:`_timm_classifier`).
+HEAD_INIT_STD = 0.01
+
+
 def _timm_classifier(name: str, width_mult: float = 1.0, **kw) -> nn.Module:
+    """A timm classifier with one logit, optionally narrower.
+
+    ``width_mult`` scales every channel width: the ResNets through timm's ``stem_width``/``channels`` arguments,
+    MobileNetV3 through timm's ``channel_multiplier`` (rounded to multiples of 8, as timm does for its 0.75
+    variant). The head is re-initialised (normal, std ``HEAD_INIT_STD``, zero bias): timm's MobileNetV3
+    initialises a linear layer uniformly in +-1/sqrt(outputs), i.e. +-1 for one logit, which starts training
+    from saturated logits (BCE ~ 4 instead of 0.69).
+    """
     import timm
 
-    if width_mult != 1.0:
-        raise ValueError(f"{name} is a classifier and always uses full width; got width_mult={width_mult}")
+    if width_mult <= 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult}")
     kw.pop("pretrained", None)
-    return timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=1, **kw)
+    timm_name = TIMM_NAMES[name]
+    if name.startswith("resnet"):
+        widths = {"stem_width": _scaled(RESNET_WIDTHS["stem_width"], width_mult),
+                  "channels": tuple(_scaled(c, width_mult) for c in RESNET_WIDTHS["channels"])}
+        net = timm.create_model(timm_name, pretrained=False, num_classes=1, **widths, **kw)
+    elif width_mult == 1.0:
+        net = timm.create_model(timm_name, pretrained=False, num_classes=1, **kw)
+    else:  # timm registers MobileNetV3-Large at fixed multipliers only; its generator takes any
+        from timm.models.mobilenetv3 import _gen_mobilenet_v3
+
+        net = _gen_mobilenet_v3(timm_name, width_mult, pretrained=False, num_classes=1, **kw)
+    head = net.get_classifier()
+    nn.init.normal_(head.weight, 0.0, HEAD_INIT_STD)
+    nn.init.zeros_(head.bias)
+    return net
 
 
 def _unet_builder(name: str) -> Callable[..., nn.Module]:
@@ -443,14 +472,14 @@ def paper_input_size(name: str) -> int:
 
 
 def model_kwargs(name: str, profile: str | Profile = "smoke") -> dict:
-    """The :func:`create_model` keyword arguments a profile implies (classifiers are always full width).
+    """The :func:`create_model` keyword arguments a profile implies: the profile's width multiplier.
 
     Example:
-        >>> model_kwargs("unet", "smoke"), model_kwargs("resnet18", "smoke")
-        ({'width_mult': 0.125}, {})
+        >>> model_kwargs("unet", "smoke"), model_kwargs("resnet18", "paper")
+        ({'width_mult': 0.125}, {'width_mult': 1.0})
     """
-    info = _check_name(name)
-    return {} if info.task == "cls" else {"width_mult": float(get_profile(profile).width_mult)}
+    _check_name(name)
+    return {"width_mult": float(get_profile(profile).width_mult)}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

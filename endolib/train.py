@@ -6,7 +6,8 @@ The protocol of the paper (Methods; ``paper_tables.md``), for any registry name:
   Classifiers use every frame (label ``has_tissue``); segmenters use frames with tissue (``include_negatives``
   adds the others). ImageNet normalisation.
 * **Augmentation** (training only), drawn afresh per frame and epoch and applied identically to image and
-  mask: random rotation and horizontal/vertical flips, plus random zoom for classifiers. The segmentation
+  mask: random rotation and horizontal/vertical flips, plus random zoom for classifiers; optionally
+  (``colour_jitter`` > 0, not in the paper) random white balance and brightness of the image. The segmentation
   training set is expanded ``expand``-fold (every copy gets its own random draw).
 * **Validation**: patient-grouped K-fold CV inside the training split (``folds``; stratified by
   ``has_tissue``, no patient in both parts). With ``folds=1`` a grouped hold-out of ``holdout_fraction`` of
@@ -55,7 +56,8 @@ from .repro import environment, save_json, seed_everything
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "FINAL_FOLD", "TrainSettings", "training_settings", "FrameSet",
-    "load_frames", "normalise", "random_affine", "apply_affine", "FrameDataset", "dice_loss", "bce_loss",
+    "load_frames", "normalise", "random_affine", "apply_affine", "colour_jitter", "FrameDataset", "dice_loss",
+    "bce_loss",
     "patient_folds", "fold_table", "sample_trials", "train_model", "TrainResult", "predict", "load_run",
     "plot_learning_curve",
 ]
@@ -125,8 +127,11 @@ class TrainSettings:
             f"profile:      {p.name}, seed {p.seed}",
             f"data:         {data}",
             f"validation:   {val}",
-            f"training:     {loss}, Adam, reduce-LR-on-plateau (x{p.lr_factor} after {p.lr_patience} epochs), "
-            f"up to {self.epochs} epochs, early stopping after {p.patience}",
+            f"training:     {loss}, Adam, learning rate x{p.lr_factor} after {p.lr_patience + 1} epoch(s) without "
+            f"improvement, up to {self.epochs} epochs, early stopping after {p.patience} without improvement",
+            f"augmentation: rotation +-{p.rotation_deg:g} deg, flips" + (f", zoom +-{p.zoom:g}" if self.task == "cls"
+                                                                        else "")
+            + (f", colour jitter +-{p.colour_jitter:g} (not in the paper)" if p.colour_jitter else ""),
             f"search:       {search}; lr {p.lr:g}, batch size {p.batch_size}, weight decay {p.weight_decay:g}",
         ])
 
@@ -145,7 +150,8 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
         epochs: overrides ``cls_epochs`` or ``seg_epochs`` (whichever the model uses).
         task: if given (``"cls"``/``"seg"``), require ``arch`` to be of that kind (a notebook trains one kind).
         **overrides: any Profile field (``lr``, ``batch_size``, ``weight_decay``, ``folds``, ``search_trials``,
-            ``include_negatives``, ``seed``, ...); None values are ignored.
+            ``include_negatives``, ``seed``, ...); None values are ignored. They are applied after the
+            profile's ``per_task`` settings for this model's task.
 
     Example:
         >>> s = training_settings("unet", "quick", epochs=3)
@@ -159,7 +165,7 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
         raise ValueError(f"{arch} is a {_TASK_NAMES[kind]}, but this notebook trains {_TASK_NAMES[task]}s: "
                          f"{', '.join(_TASK_MODELS[task])}")
     field_name = "cls_epochs" if kind == "cls" else "seg_epochs"
-    prof = get_profile(profile, **{field_name: epochs}, **overrides)
+    prof = get_profile(profile).for_task(kind).replace(**{field_name: epochs}, **overrides)
     _check_profile(prof)
     p = paths(prof)
     return TrainSettings(arch=arch, task=kind, profile=prof,
@@ -174,7 +180,8 @@ def _check_profile(p: Profile) -> None:
     checks = {"folds": p.folds >= 1, "search_trials": p.search_trials >= 0, "expand": p.expand >= 1,
               "batch_size": p.batch_size >= 2, "lr": p.lr > 0, "weight_decay": p.weight_decay >= 0,
               "cls_epochs": p.cls_epochs >= 1, "seg_epochs": p.seg_epochs >= 1, "patience": p.patience >= 1,
-              "holdout_fraction": 0 < p.holdout_fraction < 1}
+              "holdout_fraction": 0 < p.holdout_fraction < 1,
+              "colour_jitter": 0 <= p.colour_jitter < 1}
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise ValueError(f"invalid training setting(s): {', '.join(f'{k}={getattr(p, k)!r}' for k in bad)}")
@@ -296,6 +303,20 @@ def apply_affine(image: torch.Tensor, mask: torch.Tensor | None, angle: float = 
     return out, out_mask
 
 
+def colour_jitter(image: torch.Tensor, rng: np.random.Generator, amount: float) -> torch.Tensor:
+    """Multiply a float image (3, H, W) in [0, 1] by random per-channel gains (white balance) and a brightness
+    factor, each uniform in [1 - amount, 1 + amount]; clip to [0, 1]. Masks are not touched.
+
+    Example:
+        >>> x = torch.full((3, 2, 2), 0.5)
+        >>> y = colour_jitter(x, np.random.default_rng(0), 0.1)
+        >>> bool(((y - 0.5).abs() <= 0.5 * (1.1 * 1.1 - 1) + 1e-6).all())
+        True
+    """
+    gains = rng.uniform(1 - amount, 1 + amount, 3) * rng.uniform(1 - amount, 1 + amount)
+    return (image * torch.as_tensor(gains, dtype=image.dtype).view(3, 1, 1)).clamp_(0.0, 1.0)
+
+
 class FrameDataset(Dataset):
     """A torch Dataset over a :class:`FrameSet`: normalised image tensors and targets, optionally augmented.
 
@@ -310,6 +331,8 @@ class FrameDataset(Dataset):
         expand: copies of each frame per epoch.
         rotation_deg: rotation range in degrees.
         zoom: zoom range (scale in [1 - zoom, 1 + zoom]).
+        colour_jitter: image-only colour augmentation: per-channel gains and a brightness factor, each uniform
+            in [1 - colour_jitter, 1 + colour_jitter], clipped to [0, 1] (0 = off).
         seed: augmentation seed.
 
     Example:
@@ -321,13 +344,16 @@ class FrameDataset(Dataset):
     """
 
     def __init__(self, frames: FrameSet, task: str, augment: bool = False, expand: int = 1,
-                 rotation_deg: float = 0.0, zoom: float = 0.0, seed: int = 0):
+                 rotation_deg: float = 0.0, zoom: float = 0.0, colour_jitter: float = 0.0, seed: int = 0):
         if task not in ("cls", "seg"):
             raise ValueError(f"task must be 'cls' or 'seg', got {task!r}")
         if task == "seg" and frames.masks is None:
             raise ValueError("a segmentation dataset needs masks (load_frames(..., masks=True))")
         self.frames, self.task, self.augment, self.expand = frames, task, augment, int(expand)
+        if not 0 <= colour_jitter < 1:
+            raise ValueError(f"colour_jitter must be in [0, 1), got {colour_jitter}")
         self.rotation_deg, self.zoom, self.seed, self.epoch = rotation_deg, zoom, seed, 0
+        self.colour_jitter = float(colour_jitter)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -342,6 +368,8 @@ class FrameDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             image, mask = apply_affine(image, mask, **random_affine(rng, self.rotation_deg, self.zoom))
+            if self.colour_jitter:
+                image = colour_jitter(image, rng, self.colour_jitter)
         target = mask if self.task == "seg" else torch.tensor(float(self.frames.labels[j]))
         return normalise(image), target
 
@@ -613,6 +641,7 @@ class _Run:
             _set_rng_state(self.state["rng"])  # as it was at the end of that epoch (dropout, drop-path)
         ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                           rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
+                          colour_jitter=p.colour_jitter,
                           seed=_unit_seed(p.seed, trial, fold))
         from tqdm.auto import tqdm
 

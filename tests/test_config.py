@@ -10,6 +10,24 @@ def test_profiles_exist_and_scale():
     # the paper profile is the paper's protocol
     assert (p.cls_size, p.seg_size, p.segformer_size, p.width_mult) == (224, 256, 512, 1.0)
     assert (p.folds, p.search_trials, p.cls_epochs, p.expand) == (3, 10, 50, 3)
+    assert (p.colour_jitter, p.per_task) == (0.0, {})  # augmentation as the paper lists it, one protocol
+
+
+def test_per_task_settings_apply_before_overrides():
+    from endolib.config import Profile
+    from endolib.train import training_settings
+
+    q = PROFILES["quick"]
+    assert q.for_task("cls").lr == q.per_task["cls"]["lr"] and q.for_task("seg").lr == q.lr
+    assert training_settings("resnet18", "quick").profile.lr == q.per_task["cls"]["lr"]
+    assert training_settings("resnet18", "quick", lr=5e-4).profile.lr == 5e-4  # the notebook's value wins
+    assert training_settings("unet", "quick").profile.batch_size == q.batch_size
+    with pytest.raises(ValueError, match="per_task keys must be 'cls' or 'seg'"):
+        Profile(name="x", per_task={"classifier": {"lr": 1e-3}})
+    with pytest.raises(ValueError, match=r"unknown per_task\['cls'\] setting\(s\) \['lrate'\]"):
+        Profile(name="x", per_task={"cls": {"lrate": 1e-3}})
+    with pytest.raises(ValueError, match="task must be"):
+        q.for_task("det")
 
 
 def test_overrides_ignore_none_and_reject_unknown():

@@ -117,9 +117,22 @@ def test_size_not_divisible_by_16():
         net(torch.randn(1, 1, 32, 32))
 
 
-def test_classifier_width_and_download_refused():
-    with pytest.raises(ValueError, match="full width"):
-        create_model("resnet18", width_mult=0.5)
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_width_mult_and_head(name):
+    full, half = count_parameters(create_model(name)), count_parameters(create_model(name, width_mult=0.5))
+    assert half < 0.4 * full  # widths halve, parameters drop about fourfold
+    net = create_model(name, width_mult=0.25).eval()
+    head = net.get_classifier()
+    # re-initialised one-logit head: small weights, so training starts near p = 0.5 (BCE ~ 0.69, not ~4)
+    assert float(head.weight.detach().std()) < 0.02 and float(head.bias.detach().abs().max()) == 0.0
+    with torch.no_grad():
+        logits = net(torch.randn(4, 3, 64, 64))
+    assert logits.shape == (4, 1) and float(logits.abs().max()) < 1.0
+    with pytest.raises(ValueError, match="width_mult must be > 0"):
+        create_model(name, width_mult=0)
+
+
+def test_download_refused():
     with pytest.raises(ValueError, match="download"):
         create_model("unet", pretrained=True)
 
@@ -128,8 +141,9 @@ def test_profile_helpers():
     assert model_task("resnet34") == "cls" and model_task("segformer_b1") == "seg"
     assert [paper_input_size(m) for m in ("resnet18", "unet", "segformer_b0")] == [224, 256, 512]
     assert input_size("unet", "smoke") == 32 and input_size("segformer_b0", "paper") == 512
-    assert model_kwargs("resnet18", "quick") == {} and model_kwargs("aunet", "quick") == {"width_mult": 0.25}
-    for m in SEGMENTERS:  # the training contract: create_model(name, **model_kwargs(name, profile))
+    assert model_kwargs("resnet18", "quick") == model_kwargs("aunet", "quick") == {"width_mult": 0.25}
+    assert model_kwargs("resnet18", "paper") == {"width_mult": 1.0}
+    for m in MODELS:  # the training contract: create_model(name, **model_kwargs(name, profile))
         assert create_model(m, **model_kwargs(m, "smoke")) is not None
 
 

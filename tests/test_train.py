@@ -91,6 +91,24 @@ def test_affine_identity_flips_and_determinism():
     assert torch.equal(ds[1][0], x1) and not torch.equal(x1, x2)
 
 
+def test_colour_jitter_changes_the_image_only_and_is_seeded():
+    frames = _blob_frames()
+    plain = FrameDataset(frames, "seg", augment=True, rotation_deg=30.0, seed=5)
+    jit = FrameDataset(frames, "seg", augment=True, rotation_deg=30.0, colour_jitter=0.3, seed=5)
+    for i in range(len(frames)):
+        (x0, y0), (x1, y1) = plain[i], jit[i]
+        assert torch.equal(y0, y1)  # same geometry, the mask untouched
+        assert not torch.equal(x0, x1)
+        assert torch.equal(jit[i][0], x1)  # seeded by (seed, epoch, i)
+    img = torch.full((3, 4, 4), 0.5)
+    gains = [T.colour_jitter(img, np.random.default_rng(k), 0.3)[:, 0, 0] / 0.5 for k in range(200)]
+    g = torch.stack(gains)
+    assert float(g.min()) >= 0.7 * 0.7 - 1e-6 and float(g.max()) <= 1.3 * 1.3 + 1e-6
+    assert float(g.std(0).min()) > 0.1  # every channel varies
+    with pytest.raises(ValueError, match="colour_jitter must be in"):
+        FrameDataset(frames, "seg", colour_jitter=1.0)
+
+
 # --------------------------------------------------------------------------------------------------- loss
 def test_dice_loss_matches_hand_computation():
     p = torch.tensor([[0.2, 0.8], [0.6, 0.0]]).view(1, 1, 2, 2)

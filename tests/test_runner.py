@@ -12,6 +12,8 @@ def test_plan_order_and_arch_expansion():
     assert names[0] == "01_data_preparation.ipynb" and names[-1] == "07_video_demo.ipynb"
     assert sum(n.startswith("02_") for n in names) == 3 and sum(n.startswith("03_") for n in names) == 8
     assert all(j.parameters["profile"] == "quick" for j in jobs)
+    # notebook 04 reads the latencies notebook 05 measures
+    assert names.index("05_computational_load.ipynb") < names.index("04_evaluation.ipynb")
 
 
 def test_plan_only_and_arch():
@@ -38,7 +40,7 @@ def test_failing_notebook_reported_others_still_run(tmp_path):
     nb_dir = tmp_path / "nb"
     nb_dir.mkdir()
     for name in NOTEBOOKS:
-        _write_nb(nb_dir / f"{name}.ipynb", "raise RuntimeError('boom')" if name.startswith("04") else "x = 1")
+        _write_nb(nb_dir / f"{name}.ipynb", "raise RuntimeError('boom')" if name.startswith("05") else "x = 1")
     seen = []
 
     def fake_execute(src, dst, params, cwd):  # executes the code cell in-process: no kernel needed
@@ -49,14 +51,14 @@ def test_failing_notebook_reported_others_still_run(tmp_path):
 
     results = run("smoke", only=["01", "04", "05"], notebooks_dir=nb_dir, output_dir=tmp_path / "out",
                   execute=fake_execute)
-    assert seen == ["01_data_preparation.ipynb", "04_evaluation.ipynb", "05_computational_load.ipynb"]
+    assert seen == ["01_data_preparation.ipynb", "05_computational_load.ipynb", "04_evaluation.ipynb"]
     assert [r.ok for r in results] == [True, False, True]
     assert "RuntimeError: boom" in results[1].error
     text = format_summary(results)
     assert "2 passed, 1 failed" in text and "FAILED" in text
     assert (tmp_path / "out" / "summary.csv").read_text().count("failed") == 1
     # a later partial run updates its own row and keeps the others
-    run("smoke", only=["04"], notebooks_dir=nb_dir, output_dir=tmp_path / "out", execute=lambda s, d, p, c: None)
+    run("smoke", only=["05"], notebooks_dir=nb_dir, output_dir=tmp_path / "out", execute=lambda s, d, p, c: None)
     summary = (tmp_path / "out" / "summary.csv").read_text()
     assert summary.count("failed") == 0 and summary.count("passed") == 3
 
@@ -95,3 +97,19 @@ def test_strip_removes_noise_keeps_outputs(tmp_path):
     assert [o["output_type"] for o in c["outputs"]] == ["execute_result"] and "".join(c["outputs"][0]["data"]["text/plain"]) == "2"
     assert "papermill" not in data["metadata"]
     assert strip_notebook(f) is False  # idempotent
+
+
+def test_papermill_reads_every_parameter():
+    """papermill skips (with only a log warning) a parameters line holding more than one '=', e.g. in its comment;
+    such a parameter would vanish from `papermill --help-notebook` and from the runner's checks."""
+    import re
+
+    import papermill
+
+    from endolib.config import paths
+
+    for nb in sorted(paths().notebooks.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        src = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        names = re.findall(r"^(\w+)\s*=", src, flags=re.M)
+        assert set(papermill.inspect_notebook(str(nb))) == set(names), nb.name

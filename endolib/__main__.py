@@ -27,11 +27,16 @@ def _cmd_strip(args) -> int:
 
 
 def _cmd_figures(args) -> int:
-    from .runner import format_summary, run
+    import time
 
-    results = run(args.profile, only=["06"], progress=not args.no_progress)
-    print(format_summary(results))
-    return 0 if all(r.ok for r in results) else 1
+    from .render import render_all
+
+    t0 = time.perf_counter()
+    report = render_all(args.profile, progress=not args.no_progress)
+    print(report.to_string(index=False))
+    print(f"{int(report.figures.sum())} figures re-rendered in {time.perf_counter() - t0:.1f} s "
+          f"({(report.status == 'failed').sum()} group(s) failed)")
+    return 0 if (report.status == "rendered").all() else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("notebooks", nargs="+")
     s.set_defaults(func=_cmd_strip)
 
-    f = sub.add_parser("figures", help="re-render every figure from saved results (notebook 06), no training")
+    f = sub.add_parser("figures", help="re-render every figure from saved results (endolib.render), no training")
     f.add_argument("--profile", default="quick", choices=list(PROFILES))
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_cmd_figures)

@@ -641,7 +641,7 @@ def plot_flops_latency(table: pd.DataFrame, peak_gflops: float | None = None):
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    from .plotting import model_colour, paper_style
+    from .plotting import model_colour, model_marker, paper_style
 
     paper_style()
     timed = table.dropna(subset=["latency_ms"])
@@ -649,10 +649,11 @@ def plot_flops_latency(table: pd.DataFrame, peak_gflops: float | None = None):
         raise ValueError("no timed model in the table (latency_ms is empty everywhere)")
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     for r in timed.itertuples():
-        c = model_colour(r.model)
+        c, m = model_colour(r.model), model_marker(r.model)
         ax.plot([r.gflops, r.gflops], [r.latency_eager_ms, r.latency_ms], color=c, lw=0.8)
-        ax.scatter(r.gflops, r.latency_eager_ms, facecolors="none", edgecolors=c, s=30)
-        ax.scatter(r.gflops, r.latency_ms, color=c, s=30, label=f"{paper.DISPLAY_NAMES[r.model]} ({r.backend})")
+        ax.scatter(r.gflops, r.latency_eager_ms, facecolors="none", edgecolors=c, marker=m, s=30)
+        ax.scatter(r.gflops, r.latency_ms, color=c, marker=m, s=30,
+                   label=f"{paper.DISPLAY_NAMES[r.model]} ({r.backend})")
     if peak_gflops:
         g = np.geomspace(timed.gflops.min() / 1.5, timed.gflops.max() * 1.5, 50)
         ax.plot(g, 1e3 * g / peak_gflops, "k--", lw=0.8, label=f"at matmul peak ({peak_gflops:.0f} GFLOP/s)")

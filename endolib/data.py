@@ -1213,7 +1213,7 @@ def plot_montage(data_dir: str | Path, n: int = 12, seed: int = 0, cols: int = 6
         split: only this split (default: both).
 
     Returns:
-        The matplotlib figure (save it with ``save_figure(fig, "fig_data_montage")``).
+        The matplotlib figure (save it with ``save_figure(fig, "fig_data_montage", paths(profile).figures)``).
     """
     import matplotlib.pyplot as plt
 

@@ -1,6 +1,7 @@
 """Figure helpers: one ``save_figure`` for every figure, and the project's colour-blind-safe palette."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl")) else None
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["save_figure", "PALETTE", "model_colour", "paper_style"]
+__all__ = ["save_figure", "PALETTE", "FAMILY_MARKERS", "model_colour", "model_marker", "paper_style"]
 
 #: Okabe-Ito colour-blind-safe palette (plus grey)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999"]
@@ -18,8 +19,21 @@ def model_colour(name: str) -> str:
     """A stable colour per registry name, so a model has the same colour in every figure."""
     from .config import MODELS
 
-    i = MODELS.index(name) if name in MODELS else abs(hash(name))
+    i = MODELS.index(name) if name in MODELS else zlib.crc32(name.encode())  # stable across processes
     return PALETTE[i % len(PALETTE)]
+
+
+#: Marker per model family, so models that share a colour (eleven models, eight colours) stay apart.
+FAMILY_MARKERS = {"cls": "o", "unet": "s", "segformer": "^"}
+
+
+def model_marker(name: str) -> str:
+    """``o`` for the classifiers, ``s`` for the U-Nets, ``^`` for the SegFormers."""
+    from .config import CLASSIFIERS
+
+    if name in CLASSIFIERS:
+        return FAMILY_MARKERS["cls"]
+    return FAMILY_MARKERS["segformer"] if name.startswith("segformer") else FAMILY_MARKERS["unet"]
 
 
 def paper_style() -> None:

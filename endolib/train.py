@@ -1014,7 +1014,9 @@ def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_tria
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import PALETTE
+    from .plotting import PALETTE, paper_style
+
+    paper_style()
 
     h = history[history["trial"] == (0 if chosen_trial is None else chosen_trial)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))

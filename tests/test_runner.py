@@ -113,3 +113,16 @@ def test_papermill_reads_every_parameter():
         src = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
         names = re.findall(r"^(\w+)\s*=", src, flags=re.M)
         assert set(papermill.inspect_notebook(str(nb))) == set(names), nb.name
+
+
+def test_notebooks_save_figures_into_the_profile_folder():
+    """Every save_figure call in a notebook names ``figures_dir``: without it the smoke runs of `make test` would
+    overwrite the committed quick figures in figures/."""
+    import re
+
+    from endolib.config import paths
+
+    for nb in sorted(paths().notebooks.glob("[0-9][0-9]_*.ipynb")):
+        src = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        for call in re.findall(r"save_figure\([^)]*\)", src):
+            assert "figures_dir=" in call, f"{nb.name}: {call}"

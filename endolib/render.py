@@ -1,0 +1,194 @@
+"""Re-render every figure of the study from saved results, in one process, without training (``make figures``).
+
+What each group reads (all written by ``make paper``; see ``docs/layout.md``):
+
+=============================  ==========================================================================
+figures                        reads
+=============================  ==========================================================================
+``fig_data_montage``           the prepared dataset (notebook 01)
+``learning_curve_<model>``     ``runs/<profile>/<model>/history.csv`` and ``config.json`` (notebooks 02/03)
+``fig5_roc``, ``fig6_pr``,     the test predictions of every model (notebooks 02/03) and
+``fig_two_stage_sweep``        ``results/<profile>/table5_compute.csv`` for the frame rates (notebook 05)
+``fig_compute_flops_latency``  ``results/<profile>/table5_compute.csv`` + ``table5_compute_environment.json``
+``fig1_pipeline``, ``fig7_*``, segmenter predictions, the dataset, ``table5_compute.csv`` (notebook 06's cells)
+``fig8_*``, ``fig_table2_*``
+``fig_video_frames``,          the phantom's first test-operation video run through the saved ResNet-18 and
+``fig_video_timeline``         U-Net checkpoints (inference only, as notebook 07)
+=============================  ==========================================================================
+
+A group whose inputs are missing is reported (with the reason and the command that makes them) and the others
+still render.
+
+Example:
+    >>> from endolib.render import render_all
+    >>> report = render_all("quick")  # doctest: +SKIP
+    >>> report[["group", "status", "seconds"]]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .config import MODELS, Profile, get_profile, paths
+
+__all__ = ["GROUPS", "render_all"]
+
+#: The classifier and segmenter of the video figures (notebook 07's defaults).
+VIDEO_MODELS = ("resnet18", "unet")
+
+
+def _save(fig, name: str, p: Profile) -> str:
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    save_figure(fig, name, figures_dir=paths(p).figures)
+    plt.close(fig)
+    return name
+
+
+def _montage(p: Profile, data_dir: Path) -> list[str]:
+    from .data import plot_montage
+
+    return [_save(plot_montage(data_dir, n=12, seed=p.seed), "fig_data_montage", p)]
+
+
+def _learning_curves(p: Profile, data_dir: Path) -> list[str]:
+    from .train import RUN_FILES, plot_learning_curve
+
+    done = []
+    for model in MODELS:
+        run = paths(p).run(model)
+        if not (run / RUN_FILES["history"]).is_file():
+            continue
+        config = json.loads((run / RUN_FILES["config"]).read_text())
+        final = config["final_model"]
+        fig = plot_learning_curve(pd.read_csv(run / RUN_FILES["history"]), model, config["task"],
+                                  chosen_trial=int(final["trial"]),
+                                  best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
+        done.append(_save(fig, f"learning_curve_{model}", p))
+    if not done:
+        raise FileNotFoundError(f"no history.csv under {paths(p).runs}; train with "
+                                f"`python -m endolib run --profile {p.name} --only 02 03`")
+    return done
+
+
+def _evaluation(p: Profile, data_dir: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from .evaluate import Evaluation
+
+    ev = Evaluation(p, data_dir=data_dir)
+    names = []
+    for fig, name in ((ev.figure_roc(), "fig5_roc"), (ev.figure_pr(), "fig6_pr")):
+        plt.close(fig)
+        names.append(name)
+    comparison, sweep = ev.two_stage()
+    plt.close(ev.figure_two_stage(comparison, sweep))
+    return names + ["fig_two_stage_sweep"]
+
+
+def _compute(p: Profile, data_dir: Path) -> list[str]:
+    from .compute import plot_flops_latency
+
+    res = paths(p).results
+    table_file, env_file = res / "table5_compute.csv", res / "table5_compute_environment.json"
+    for f in (table_file, env_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing; make it with `python -m endolib run --profile {p.name} --only 05`")
+    peak = json.loads(env_file.read_text())["environment"]["matmul_peak"]
+    fig = plot_flops_latency(pd.read_csv(table_file), max(peak["gflops"], peak["interleaved_gflops"]))
+    return [_save(fig, "fig_compute_flops_latency", p)]
+
+
+def _qualitative(p: Profile, data_dir: Path) -> list[str]:
+    from . import figures as F
+    from .repro import write_table
+
+    out = paths(p)
+    inputs = F.load_figure_inputs(p, data_dir=data_dir)
+    table2 = F.architecture_table()
+    write_table(table2, out.results / "table2_architectures.csv")
+    frames = F.choose_frames(inputs.index, None, n_frames=F.N_FRAMES, seed=p.seed)
+    cases = F.failure_cases(F.frame_scores(inputs), F.disagreement(inputs))
+    latency_file = out.results / "table5_compute.csv"
+    source = f"latencies: {latency_file.relative_to(out.root)} (notebook 05, this machine, batch 1)"
+    return [
+        _save(F.architecture_figure(table2), "fig_table2_architectures", p),
+        _save(F.qualitative_figure(inputs, frames), "fig7_qualitative", p),
+        _save(F.failure_figure(inputs, cases), "fig8_failures", p),
+        _save(F.pipeline_figure(F.read_latencies(latency_file), example=F.pipeline_example(inputs, frames[0]),
+                                source=source, threshold=inputs.threshold), "fig1_pipeline", p),
+    ]
+
+
+def _video(p: Profile, data_dir: Path) -> list[str]:
+    from .repro import seed_everything
+    from .video import (EMA_ALPHA, HYSTERESIS, Smoothing, annotate_video, demo_video, load_run, plot_video_frames,
+                        plot_video_timeline, read_video, smoothing_table)
+
+    seed_everything(p.seed)
+    cls_run, seg_run = (load_run(paths(p).run(m)) for m in VIDEO_MODELS)
+    clip = demo_video(p.name, data_dir=data_dir)
+    gate = p.threshold
+    settings = {"no gate": Smoothing(gate=0.0), "no gate + ema": Smoothing(gate=0.0, ema_alpha=EMA_ALPHA),
+                "gate": Smoothing(gate=gate), "gate + ema": Smoothing(gate=gate, ema_alpha=EMA_ALPHA),
+                "gate + hysteresis": Smoothing(gate=gate, hysteresis=HYSTERESIS),
+                "gate + ema + hysteresis": Smoothing(gate=gate, ema_alpha=EMA_ALPHA, hysteresis=HYSTERESIS)}
+    chosen = settings["gate + ema + hysteresis"]
+    report = annotate_video(clip.path, paths(p).runs / "video" / f"{clip.path.stem}_annotated.mp4", cls_run, seg_run,
+                            chosen, progress=False)
+    annotated, _ = read_video(report.summary["output"])
+    if clip.masks is None:
+        return [_save(plot_video_frames(clip.frames, annotated, None, report.frames, fps=float(clip.fps)),
+                      "fig_video_frames", p)]
+    _, per_frame = smoothing_table(clip.frames, clip.masks, cls_run, seg_run, settings, progress=False)
+    return [_save(plot_video_frames(clip.frames, annotated, clip.masks, per_frame["gate + ema + hysteresis"],
+                                    fps=float(clip.fps)), "fig_video_frames", p),
+            _save(plot_video_timeline(per_frame, float(clip.fps), settings), "fig_video_timeline", p)]
+
+
+#: Figure groups in rendering order: (group name, renderer ``(profile, data_dir) -> saved figure names``).
+GROUPS: tuple[tuple[str, Callable[[Profile, Path], list[str]]], ...] = (
+    ("data montage (01)", _montage),
+    ("learning curves (02/03)", _learning_curves),
+    ("evaluation (04)", _evaluation),
+    ("computational load (05)", _compute),
+    ("qualitative and pipeline (06)", _qualitative),
+    ("video (07)", _video),
+)
+
+
+def render_all(profile: str | Profile = "quick", data_dir: str | Path | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Re-render every figure from saved results into ``paths(profile).figures``; nothing is trained.
+
+    Args:
+        profile: whose saved results to draw (``quick`` for ``make figures``).
+        data_dir: prepared dataset (default ``paths(profile).phantom``).
+        progress: a tqdm bar over the groups.
+
+    Returns:
+        One row per group: ``group``, ``status`` (``rendered`` or ``failed``), ``figures`` (count), ``seconds``,
+        ``error`` (what was missing, with the command that makes it).
+    """
+    import matplotlib
+    from tqdm.auto import tqdm
+
+    matplotlib.use("Agg")
+    p = get_profile(profile)
+    data_dir = Path(data_dir) if data_dir is not None else paths(p).phantom
+    rows = []
+    for group, fn in tqdm(GROUPS, desc="figures", disable=not progress):
+        t0 = time.perf_counter()
+        try:
+            names = fn(p, data_dir)
+            rows.append({"group": group, "status": "rendered", "figures": len(names), "error": ""})
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            rows.append({"group": group, "status": "failed", "figures": 0, "error": f"{type(e).__name__}: {e}"})
+        rows[-1]["seconds"] = round(time.perf_counter() - t0, 1)
+    return pd.DataFrame(rows, columns=["group", "status", "figures", "seconds", "error"])

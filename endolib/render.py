@@ -82,7 +82,7 @@ def _evaluation(p: Profile, data_dir: Path) -> list[str]:
 
     from .evaluate import Evaluation
 
-    ev = Evaluation(p, data_dir=data_dir)
+    ev = Evaluation(p, data_dir=data_dir, progress=False)
     names = []
     for fig, name in ((ev.figure_roc(), "fig5_roc"), (ev.figure_pr(), "fig6_pr")):
         plt.close(fig)
@@ -128,17 +128,13 @@ def _qualitative(p: Profile, data_dir: Path) -> list[str]:
 
 def _video(p: Profile, data_dir: Path) -> list[str]:
     from .repro import seed_everything
-    from .video import (EMA_ALPHA, HYSTERESIS, Smoothing, annotate_video, demo_video, load_run, plot_video_frames,
-                        plot_video_timeline, read_video, smoothing_table)
+    from .video import (annotate_video, demo_video, load_run, plot_video_frames, plot_video_timeline, read_video,
+                        smoothing_settings, smoothing_table)
 
     seed_everything(p.seed)
     cls_run, seg_run = (load_run(paths(p).run(m)) for m in VIDEO_MODELS)
     clip = demo_video(p.name, data_dir=data_dir)
-    gate = p.threshold
-    settings = {"no gate": Smoothing(gate=0.0), "no gate + ema": Smoothing(gate=0.0, ema_alpha=EMA_ALPHA),
-                "gate": Smoothing(gate=gate), "gate + ema": Smoothing(gate=gate, ema_alpha=EMA_ALPHA),
-                "gate + hysteresis": Smoothing(gate=gate, hysteresis=HYSTERESIS),
-                "gate + ema + hysteresis": Smoothing(gate=gate, ema_alpha=EMA_ALPHA, hysteresis=HYSTERESIS)}
+    settings = smoothing_settings(p.threshold)
     chosen = settings["gate + ema + hysteresis"]
     report = annotate_video(clip.path, paths(p).runs / "video" / f"{clip.path.stem}_annotated.mp4", cls_run, seg_run,
                             chosen, progress=False)

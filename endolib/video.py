@@ -62,6 +62,7 @@ __all__ = [
     "ema_filter", "preprocess", "TorchStage", "OnnxStage", "make_stage", "export_onnx", "onnx_path",
     "TwoStagePipeline", "FrameResult", "prob_to_mask", "overlay_mask", "annotate_video", "VideoReport",
     "format_report", "OperationVideo", "phantom_video", "demo_video", "evaluate_video", "flicker", "smoothing_table",
+    "smoothing_settings",
     "frame_indices", "plot_video_frames", "plot_video_timeline", "compare_backends", "benchmark_backends",
     "video_main",
 ]
@@ -942,6 +943,20 @@ def evaluate_video(frames: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray],
     df = pd.DataFrame(rows)
     df["dsc"] = dice(c.tp, c.fp, c.fn)
     return df, preds
+
+
+def smoothing_settings(gate: float = 0.5, ema_alpha: float = EMA_ALPHA,
+                       hysteresis: tuple[float, float] = HYSTERESIS) -> dict[str, Smoothing]:
+    """The six settings notebook 07 and ``make figures`` compare, from no gate to gate + EMA + hysteresis.
+
+    Example:
+        >>> list(smoothing_settings())[-1], smoothing_settings()["gate + ema"].label
+        ('gate + ema + hysteresis', 'ema 0.6')
+    """
+    return {"no gate": Smoothing(gate=0.0), "no gate + ema": Smoothing(gate=0.0, ema_alpha=ema_alpha),
+            "gate": Smoothing(gate=gate), "gate + ema": Smoothing(gate=gate, ema_alpha=ema_alpha),
+            "gate + hysteresis": Smoothing(gate=gate, hysteresis=hysteresis),
+            "gate + ema + hysteresis": Smoothing(gate=gate, ema_alpha=ema_alpha, hysteresis=hysteresis)}
 
 
 def smoothing_table(frames: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray], classifier, segmenter,

@@ -58,18 +58,15 @@ def _montage(p: Profile, data_dir: Path) -> list[str]:
 
 
 def _learning_curves(p: Profile, data_dir: Path) -> list[str]:
-    from .train import RUN_FILES, plot_learning_curve
+    from .train import RUN_FILES, plot_run_learning_curve
 
     done = []
     for model in MODELS:
         run = paths(p).run(model)
         if not (run / RUN_FILES["history"]).is_file():
             continue
-        config = json.loads((run / RUN_FILES["config"]).read_text())
-        final = config["final_model"]
-        fig = plot_learning_curve(pd.read_csv(run / RUN_FILES["history"]), model, config["task"],
-                                  chosen_trial=int(final["trial"]),
-                                  best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
+        fig = plot_run_learning_curve(pd.read_csv(run / RUN_FILES["history"]),
+                                      json.loads((run / RUN_FILES["config"]).read_text()))
         done.append(_save(fig, f"learning_curve_{model}", p))
     if not done:
         raise FileNotFoundError(f"no history.csv under {paths(p).runs}; train with "

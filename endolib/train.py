@@ -59,7 +59,7 @@ __all__ = [
     "load_frames", "normalise", "random_affine", "apply_affine", "colour_jitter", "FrameDataset", "dice_loss",
     "bce_loss",
     "patient_folds", "fold_table", "sample_trials", "train_model", "TrainResult", "predict", "load_run",
-    "plot_learning_curve",
+    "plot_learning_curve", "plot_run_learning_curve",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -982,8 +982,7 @@ def _finish(s: TrainSettings, model, run: _Run, trials_df, folds_df, final: dict
               "loss": "binary cross-entropy" if s.task == "cls" else "Dice loss, paper Eq. 1 (sums over the batch)",
               "files": dict(RUN_FILES)}
     save_json(config, s.run_dir / RUN_FILES["config"])
-    fig = plot_learning_curve(history, s.arch, s.task, chosen_trial=int(chosen["trial"]),
-                              best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
+    fig = plot_run_learning_curve(history, config)
     from .plotting import save_figure
 
     png = save_figure(fig, f"learning_curve_{s.arch}", s.figures_dir)
@@ -992,6 +991,16 @@ def _finish(s: TrainSettings, model, run: _Run, trials_df, folds_df, final: dict
     plt.close(fig)
     return TrainResult(s, json.loads((s.run_dir / RUN_FILES["config"]).read_text()), history, trials_df,
                        folds_df, summary, png, 0.0)
+
+
+def plot_run_learning_curve(history: pd.DataFrame, config: dict):
+    """:func:`plot_learning_curve` of a run from its ``history.csv`` and ``config.json``: the chosen trial, and
+    the final model's epoch marked when it was selected on the hold-out (training and ``make figures`` both
+    draw it this way)."""
+    chosen = next(t for t in config["trials"] if t["chosen"])
+    final = config["final_model"]
+    return plot_learning_curve(history, config["arch"], config["task"], chosen_trial=int(chosen["trial"]),
+                               best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
 
 
 def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_trial: int | None = None,

@@ -91,3 +91,14 @@ def make_tiny_dataset(tmp_path):
 def tiny_dataset(make_tiny_dataset) -> Path:
     """A tiny prepared dataset: 6 patients (P05, P06 test), 6 frames of 40x48 each, half with tissue."""
     return make_tiny_dataset()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: tiny models gain nothing from two, and the suite stays fast on a shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

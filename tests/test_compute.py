@@ -13,14 +13,8 @@ from endolib.models import create_model
 TINY = 0.125
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny models gain nothing from two, and the suite stays fast on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def test_conv_flops_count_multiply_add_as_two():
     conv = nn.Conv2d(3, 8, 3, padding=1)

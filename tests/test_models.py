@@ -15,14 +15,8 @@ FLOP_CHECKED = CLASSIFIERS + ("unet", "resunet", "r2unet", "aunet", "aresunet")
 PARAM_CHECKED = tuple(m for m in MODELS if m != "ar2unet")
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny models gain nothing from two, and the suite stays fast on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def tiny(name, **kw):
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ Paths (all relative to the repository root, see :func:`paths`)::
 
     data/<profile>/phantom_raw/     generated phantom: LabelMe folder + manifest.csv + videos/
     data/<profile>/phantom/         the prepared (canonical) dataset every later notebook reads
-    runs/<profile>/<model>/         one training run: checkpoint, config.json, history.csv, predictions
+    runs/<profile>/<model>/seed<s>/ one training run (training seed s): checkpoint, config.json, history.csv,
+                                    predictions
     runs/<profile>/*.ipynb          executed notebooks written by ``python -m endolib run``
     results/<profile>/*.csv         the study's tables (committed for ``quick``)
     figures/                        every figure, stable names, PNG (+ PDF); smoke: runs/smoke/figures/
@@ -44,7 +45,9 @@ class Profile:
     """Sizes and protocol settings of one profile. Every field has the ``paper`` value in its comment."""
 
     name: str
-    seed: int = 42  # one seed for data, splits, initialisation and bootstrap
+    seed: int = 42  # the data seed: phantom, splits, test set and bootstrap (fixed across training seeds)
+    seeds: int = 3  # training seeds per model: seed k of range(seeds) trains with seed + k (initialisation,
+    #   batch order, augmentation); the data split and test set stay fixed (paper: one run per model; 3 here)
     # --- phantom cohort (data) ---
     phantom_size: int = 512  # frame side in pixels of generated frames (paper video: 1920x1080; 512)
     frames_per_operation: int = 220  # frames sampled per operation (paper: 6410 frames / 29 ops ~ 220)
@@ -93,6 +96,8 @@ class Profile:
     extra: dict = field(default_factory=dict)  # free-form, saved with the run
 
     def __post_init__(self):
+        if int(self.seeds) < 1:
+            raise ValueError(f"profile {self.name!r}: seeds must be >= 1 (training seeds per model), got {self.seeds}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task"}
         for task, settings in self.per_task.items():
             if task not in ("cls", "seg"):
@@ -123,11 +128,21 @@ class Profile:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every model is trained with: ``seed, seed + 1, ..., seed + seeds - 1``.
+
+        Example:
+            >>> get_profile("quick").training_seeds
+            (42, 43, 44)
+        """
+        return tuple(self.seed + k for k in range(self.seeds))
+
 
 PROFILES: dict[str, Profile] = {
     # every notebook in seconds; used by `make test` (nbval)
     "smoke": Profile(
-        name="smoke", phantom_size=96, frames_per_operation=4, video_fps=0.2,
+        name="smoke", seeds=2, phantom_size=96, frames_per_operation=4, video_fps=0.2,
         cls_size=32, seg_size=32, segformer_size=32, width_mult=0.125,
         cls_epochs=1, seg_epochs=1, patience=1, batch_size=16, folds=1, search_trials=0, expand=1, colour_jitter=0.15,
         n_boot=200, bench_warmup=1, bench_repeats=3, bench_models=("resnet18", "unet"),
@@ -136,7 +151,7 @@ PROFILES: dict[str, Profile] = {
     ),
     # the whole study on 2 CPU cores in about 15 minutes; `make paper`
     "quick": Profile(
-        name="quick", phantom_size=160, frames_per_operation=24, video_fps=0.2,
+        name="quick", seeds=3, phantom_size=160, frames_per_operation=24, video_fps=0.2,
         cls_size=96, seg_size=64, segformer_size=64, width_mult=0.25, colour_jitter=0.15,
         cls_epochs=15, seg_epochs=10, patience=4, lr=1e-3, lr_patience=1, batch_size=16, folds=1, search_trials=0,
         expand=2,
@@ -195,9 +210,14 @@ class Paths:
     def runs(self) -> Path:
         return self.root / "runs" / self.profile
 
-    def run(self, model: str) -> Path:
-        """Folder of one model's training run."""
-        return self.runs / model
+    def run(self, model: str, seed: int | None = None) -> Path:
+        """Folder of one model's runs (``seed=None``) or of its run with one training seed.
+
+        Example:
+            >>> paths("quick", root="/r").run("unet", 42).as_posix()
+            '/r/runs/quick/unet/seed42'
+        """
+        return self.runs / model if seed is None else self.runs / model / f"seed{int(seed)}"
 
     @property
     def results(self) -> Path:

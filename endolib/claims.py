@@ -184,10 +184,11 @@ def judge_comparisons(samples: list, kinds: list, margins: list, alpha: float = 
     p_rep, p_con = S.holm(pv[:, 0]), S.holm(pv[:, 1])
     rep, con = np.nan_to_num(p_rep, nan=1.0) < alpha, np.nan_to_num(p_con, nan=1.0) < alpha
     verdict = "contradicted" if con.any() else "reproduced" if rep.all() else "inconclusive"
+    # the comparison shown for the claim, chosen on the raw p-values (Holm's adjusted ones tie at 1)
     if con.any():
-        deciding = int(np.nanargmin(np.where(con, p_con, np.inf)))
+        deciding = int(np.argmin(np.where(con, pv[:, 1], np.inf)))
     else:
-        deciding = int(np.argmax(np.nan_to_num(p_rep, nan=2.0)))
+        deciding = int(np.argmax(np.nan_to_num(pv[:, 0], nan=2.0)))
     return {"verdict": verdict, "n_reproduced": int(rep.sum()), "n_contradicted": int(con.sum()),
             "p_reproduced": p_rep, "p_contradicted": p_con, "deciding": deciding}
 
@@ -228,7 +229,8 @@ def _statistical_row(ev, claim: Claim) -> dict:
     shown = f"{paper.DISPLAY_NAMES[a]} - {paper.DISPLAY_NAMES[b]}: {metric}{direction}"
     notes = (f"{r['n_reproduced']} of {len(samples)} comparisons support the claim, {r['n_contradicted']} "
              f"contradict it (Holm within the claim); shown: the "
-             f"{'comparison contradicting it most' if r['n_contradicted'] else 'weakest comparison'}")
+             f"{'comparison contradicting it most' if r['n_contradicted'] else 'weakest comparison'}, Holm-adjusted "
+             f"p {r['p_reproduced'][k]:.3g} for / {r['p_contradicted'][k]:.3g} against the claim")
     if claim.kind == "equivalent":
         notes += f"; margin +-{margins[k]:g}"
     verdict = r["verdict"]

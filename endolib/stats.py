@@ -11,6 +11,14 @@ with ``rng = np.random.default_rng(seed)``) and the percentile interval uses the
 the percentile CI of a statistic agrees with ``scipy.stats.bootstrap(..., method="percentile")``.
 With ``groups`` (patient ids) whole patients are resampled instead (a cluster bootstrap).
 
+Training seeds (:func:`seed_bootstrap`): every (model, seed) is scored on the same frame resamples, then
+:func:`combine_seeds` adds the seed level per model (a t(K - 1) draw scaled by the across-seed SE, or seeds
+resampled with replacement): the two-level bootstrap of ``docs/statistics.md``. With one seed it is the frame
+bootstrap above, number for number.
+
+Layering: this module builds on :mod:`endolib.metrics` (definitions, never the reverse) and is the entry point of
+``python -m endolib bench stats`` (:func:`bench_main`).
+
 Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0); y = np.arange(60) % 2; s = np.clip(0.3 * y + rng.random(60) * 0.7, 0, 1)

@@ -187,10 +187,11 @@ def judge_comparisons(samples: list, kinds: list, margins: list, alpha: float = 
     # the comparison shown for the claim, chosen on the raw p-values (Holm's adjusted ones tie at 1)
     if con.any():
         deciding = int(np.argmin(np.where(con, pv[:, 1], np.inf)))
-    else:
-        deciding = int(np.argmax(np.nan_to_num(pv[:, 0], nan=2.0)))
+    else:  # the weakest defined comparison (an undefined one, e.g. NPV without negatives, supports nothing)
+        deciding = int(np.argmax(np.nan_to_num(pv[:, 0], nan=-1.0)))
     return {"verdict": verdict, "n_reproduced": int(rep.sum()), "n_contradicted": int(con.sum()),
-            "p_reproduced": p_rep, "p_contradicted": p_con, "deciding": deciding}
+            "n_undefined": int(np.isnan(pv[:, 0]).sum()), "p_reproduced": p_rep, "p_contradicted": p_con,
+            "deciding": deciding}
 
 
 def _sign(metric: str) -> float:
@@ -231,6 +232,8 @@ def _statistical_row(ev, claim: Claim) -> dict:
              f"contradict it (Holm within the claim); shown: the "
              f"{'comparison contradicting it most' if r['n_contradicted'] else 'weakest comparison'}, Holm-adjusted "
              f"p {r['p_reproduced'][k]:.3g} for / {r['p_contradicted'][k]:.3g} against the claim")
+    if r["n_undefined"]:
+        notes += f"; {r['n_undefined']} comparison(s) undefined (metric NaN on a seed or resample), not supporting it"
     if claim.kind == "equivalent":
         notes += f"; margin +-{margins[k]:g}"
     verdict = r["verdict"]

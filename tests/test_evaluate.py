@@ -392,3 +392,10 @@ def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, mak
                                       progress=False, n_boot=400), save=False).set_index("claim")
     row = one.loc["SegFormer-B0 above SegFormer-B1 on DSC and IoU"]
     assert row["verdict"] == "inconclusive" and "capped at inconclusive" in row["notes"]
+
+
+def test_undefined_comparison_supports_nothing_and_is_not_shown():
+    from endolib import claims as C
+
+    r = C.judge_comparisons([np.full(100, np.nan), np.linspace(0.05, 0.15, 100)], ["above", "above"], [0, 0])
+    assert r["verdict"] == "inconclusive" and r["n_undefined"] == 1 and r["deciding"] == 1

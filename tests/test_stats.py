@@ -288,6 +288,12 @@ def test_two_level_bootstrap_equals_slow_reference(seed_level):
         np.testing.assert_allclose(fast.samples[model][metric], slow[model][metric], rtol=1e-10, atol=1e-12)
         assert fast.estimates[model][metric] == pytest.approx(np.mean([fast.seed_estimates[model][s][metric]
                                                                        for s in (42, 43, 44)]))
+    # the pairwise test's CI and p of a - b come from the same paired two-level samples
+    row = S.pairwise_tests(fast, ["dsc"], "seg").iloc[0]
+    d = slow["a"]["dsc"] - slow["b"]["dsc"]
+    assert (row["diff_lo"], row["diff_hi"]) == pytest.approx(S.percentile_ci(d))
+    assert row["p"] == pytest.approx(S.paired_pvalue(slow["a"]["dsc"], slow["b"]["dsc"], row["value_a"],
+                                                     row["value_b"]))
 
     y = np.random.default_rng(0).integers(0, 2, 40)
     scores = {m: {s: _classifier(y=y, quality=q, seed=s)[1] for s in (1, 2)} for m, q in (("c", 0.2), ("d", 0.5))}

@@ -1,8 +1,10 @@
 """Notebook 04: Tables 3 and 4, pairwise tests, Figures 5 and 6, and what the two-stage gate buys.
 
-Reads ``runs/<profile>/<model>/predictions.npz`` (``docs/layout.md``), checks that each file covers exactly
-the test split of the prepared dataset in index order (refuses otherwise), reduces every model once to
-per-frame statistics (:mod:`endolib.stats`) and bootstraps all models on shared resamples.
+Reads ``runs/<profile>/<model>/seed<s>/predictions.npz`` for every training seed ``s`` of the profile
+(``docs/layout.md``), checks that each file covers exactly the test split of the prepared dataset in index order
+(refuses otherwise), reduces every (model, seed) once to per-frame statistics (:mod:`endolib.stats`) and runs
+the two-level bootstrap (training seeds x test frames, frames shared by every model: ``docs/statistics.md``).
+A model's number is the mean over its seeds; ``<metric>_seed_sd`` is the across-seed SD.
 
 Definitions (see :func:`metric_definitions`):
 
@@ -35,9 +37,10 @@ from .config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, paths
 
 __all__ = [
     "Predictions", "RUN_FILE", "TRAINING_NOTEBOOK", "GATE_SWEEP_POINTS", "ROC_GRID_POINTS", "LATENCY_FILE",
-    "predictions_path", "run_command", "load_predictions", "check_frame_ids", "split_rows",
+    "SEED_FIGURE_METRICS", "predictions_path", "run_command", "load_predictions", "check_frame_ids", "split_rows",
     "load_test_masks", "resolve_models", "metric_definitions", "gate_metrics", "stage_latencies",
-    "roc_band", "format_ci", "compact_table", "paper_comparison", "p_matrix", "describe_two_stage", "Evaluation",
+    "mean_roc", "mean_pr", "format_ci", "compact_table", "paper_comparison", "p_matrix", "describe_two_stage",
+    "Evaluation",
 ]
 
 #: file of a run folder holding the test predictions
@@ -54,6 +57,10 @@ LATENCY_FILE = "table5_compute.csv"
 FPS_TICKS = (1.0, 2.0, 5.0)
 #: metrics whose CI widths are compared between frame and patient resampling
 CLUSTER_METRICS = {"cls": ("auroc", "accuracy", "f1"), "seg": ("dsc", "iou", "auprc")}
+#: panels of the per-seed figures fig_table3_seeds / fig_table4_seeds
+SEED_FIGURE_METRICS = CLUSTER_METRICS
+#: recall grid of the mean-over-seeds precision-recall curve
+PR_GRID_POINTS = 201
 
 
 # ----------------------------------------------------------------------------------------- predictions
@@ -63,15 +70,22 @@ class Predictions:
 
     model: str
     task: str  # "cls" or "seg"
+    seed: int  # training seed of the run
     frame_ids: np.ndarray  # str (N,)
     probs: np.ndarray | None  # cls: float32 (N,); seg: uint8 (N, S, S) (None once Evaluation reduced it)
     size: int
     path: Path
 
 
-def predictions_path(model: str, profile: str | Profile = "smoke", root=None) -> Path:
-    """``runs/<profile>/<model>/predictions.npz``."""
-    return paths(profile, root).run(model) / RUN_FILE
+def predictions_path(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None) -> Path:
+    """``runs/<profile>/<model>/seed<s>/predictions.npz``; ``seed=None`` = the profile's first training seed.
+
+    Example:
+        >>> predictions_path("unet", "quick", "/r").as_posix(), predictions_path("unet", "quick", "/r", 43).parent.name
+        ('/r/runs/quick/unet/seed42/predictions.npz', 'seed43')
+    """
+    p = get_profile(profile)
+    return paths(p, root).run(model, p.training_seeds[0] if seed is None else int(seed)) / RUN_FILE
 
 
 def run_command(model: str, profile: str | Profile = "smoke") -> str:
@@ -86,21 +100,24 @@ def run_command(model: str, profile: str | Profile = "smoke") -> str:
     return f"python -m endolib run --profile {name} --only {TRAINING_NOTEBOOK[task]} --arch {model}"
 
 
-def load_predictions(model: str, profile: str | Profile = "smoke", root=None) -> Predictions:
-    """Load and validate one model's ``predictions.npz``.
+def load_predictions(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None) -> Predictions:
+    """Load and validate one training run's ``predictions.npz``.
 
     Args:
         model: registry name.
         profile: profile whose ``runs/`` folder to read.
         root: repository root (default :func:`endolib.config.repo_root`).
+        seed: training seed (default: the profile's first, ``profile.training_seeds[0]``).
 
     Raises:
         FileNotFoundError: no predictions (the message names the command that makes them).
         ValueError: the file is malformed (message names the file and what is wrong).
     """
-    path = predictions_path(model, profile, root)
+    seed = get_profile(profile).training_seeds[0] if seed is None else int(seed)
+    path = predictions_path(model, profile, root, seed)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no predictions for {model}; train it with `{run_command(model, profile)}`")
+        raise FileNotFoundError(f"{path}: no predictions for {model} (training seed {seed}); train it with "
+                                f"`{run_command(model, profile)}`")
     task = "cls" if model in CLASSIFIERS else "seg"
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -124,7 +141,7 @@ def load_predictions(model: str, profile: str | Profile = "smoke", root=None) ->
     elif probs.dtype != np.uint8 or probs.ndim != 3 or probs.shape[1:] != (size, size):
         raise ValueError(f"{path}: segmenter probs must be uint8 (N, {size}, {size}) = round(255 * p); "
                          f"got {probs.dtype} {probs.shape}")
-    return Predictions(model, task, ids, probs, size, path)
+    return Predictions(model, task, seed, ids, probs, size, path)
 
 
 def split_rows(index: pd.DataFrame, split: str = "test") -> pd.DataFrame:
@@ -143,7 +160,7 @@ def check_frame_ids(pred: Predictions, test_ids, source: str = "index.csv",
         profile: the profile (for the re-run command in the message).
 
     Example:
-        >>> p = Predictions("unet", "seg", np.array(["a", "b"]), None, 8, Path("x.npz"))
+        >>> p = Predictions("unet", "seg", 42, np.array(["a", "b"]), None, 8, Path("x.npz"))
         >>> check_frame_ids(p, ["a", "c"])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -216,6 +233,11 @@ def metric_definitions() -> pd.DataFrame:
          "gated-out frame = empty prediction (DSC 0)"),
         ("two_stage", "fps", "all test frames", "1000 / (t_cls + share_passed * t_seg)",
          "latencies from table5_compute.csv, else the paper's Table 5"),
+        ("all", "<metric> (tables 3, 4, two_stage)", "as above", "mean over training seeds of the per-seed value",
+         "undefined on a seed -> NaN"),
+        ("all", "<metric>_seed_sd", "as above", "SD over training seeds (ddof 1)", "NaN with one seed"),
+        ("all", "<metric>_lo, <metric>_hi", "as above",
+         "95% two-level bootstrap (seeds x frames; docs/statistics.md)", "one seed: the frame bootstrap"),
     ]
     return pd.DataFrame(rows, columns=["table", "metric", "frames", "aggregation", "undefined / empty rule"])
 
@@ -290,26 +312,36 @@ def stage_latencies(classifier: str, segmenter: str, profile: str | Profile = "s
 
 
 # ---------------------------------------------------------------------------------------------- curves
-def roc_band(stats: S.ClassifierStats, weights, grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve on ``grid`` (FPR) with a pointwise percentile band over bootstrap resamples.
+def mean_roc(stats_by_seed: dict, grid) -> tuple[np.ndarray, list[np.ndarray]]:
+    """ROC curves of one classifier's training seeds on an FPR ``grid`` and their mean (vertical averaging).
 
     The TPR at FPR ``x`` is the highest TPR reached with FPR <= ``x`` (the ROC step curve).
 
     Returns:
-        ``(tpr, lo, hi)`` arrays on ``grid``.
+        ``(mean_tpr, [tpr of each seed])`` on ``grid``.
     """
-    def on_grid(f, t):
-        return t[np.clip(np.searchsorted(f, grid, side="right") - 1, 0, None)]
+    grid = np.asarray(grid, dtype=np.float64)
+    curves = []
+    for st in stats_by_seed.values():
+        f, t = M.roc_from_hist(*st.histograms())
+        curves.append(t[np.clip(np.searchsorted(f, grid, side="right") - 1, 0, None)])
+    return np.mean(curves, axis=0), curves
 
-    tpr = on_grid(*M.roc_from_hist(*stats.histograms()))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", M.UndefinedMetricWarning)
-        f_b, t_b = M.roc_from_hist(*stats.histograms(weights))
-    ok = ~np.isnan(f_b).any(1) & ~np.isnan(t_b).any(1)
-    curves = np.array([on_grid(f, t) for f, t in zip(f_b[ok], t_b[ok])])
-    alpha = (1 - S.CI_LEVEL) / 2
-    lo, hi = np.quantile(curves, [alpha, 1 - alpha], axis=0)
-    return tpr, lo, hi
+
+def mean_pr(stats_by_seed: dict, keep, grid) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Pixel-level PR curves of one segmenter's training seeds (frames ``keep`` pooled) and their mean precision
+    on a recall ``grid`` (the precision of the first curve point reaching each recall).
+
+    Returns:
+        ``(mean_precision on grid, [(recall, precision) of each seed])``.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    curves, on_grid = [], []
+    for st in stats_by_seed.values():
+        recall, prec = M.pr_from_hist(st.pos_hist[keep].sum(0), st.neg_hist[keep].sum(0))
+        curves.append((recall, prec))
+        on_grid.append(prec[np.clip(np.searchsorted(recall, grid, side="left"), 0, recall.size - 1)])
+    return np.mean(on_grid, axis=0), curves
 
 
 def format_ci(value, lo, hi, digits: int = 2) -> str:
@@ -397,16 +429,19 @@ def describe_two_stage(comparison: pd.DataFrame) -> str:
 
 # -------------------------------------------------------------------------------------------- evaluation
 class Evaluation:
-    """Everything notebook 04 computes, from the saved predictions of one profile.
+    """Everything notebook 04 computes, from the saved predictions of every training seed of one profile.
 
     Args:
         profile: ``smoke``, ``quick`` or ``paper`` (or a Profile).
         data_dir: prepared dataset (default ``paths(profile).phantom``).
         classifiers, segmenters: registry names (None = all; each must have predictions; ``[]`` = none).
         threshold: decision threshold (default: the profile's).
-        youden: use each classifier's Youden threshold (chosen on the test set: optimistic) instead.
+        youden: use each classifier's Youden threshold (per seed, chosen on the test set: optimistic) instead.
         n_boot: bootstrap resamples (default: the profile's).
         cluster_bootstrap: resample patients instead of frames for the tables' CIs and tests.
+        seeds: training seeds to read (default ``profile.training_seeds``).
+        seed_level: seed level of the two-level bootstrap, ``"t"`` (default) or ``"resample"``
+            (:func:`endolib.stats.combine_seeds`).
         root: repository root (default :func:`endolib.config.repo_root`).
         progress: show progress bars while loading masks.
 
@@ -417,7 +452,8 @@ class Evaluation:
 
     def __init__(self, profile: str | Profile = "smoke", data_dir=None, classifiers=None, segmenters=None,
                  threshold: float | None = None, youden: bool = False, n_boot: int | None = None,
-                 cluster_bootstrap: bool = False, root=None, progress: bool = True):
+                 cluster_bootstrap: bool = False, seeds=None, seed_level: str = "t", root=None,
+                 progress: bool = True):
         from .data import load_index
 
         self.profile = get_profile(profile, threshold=threshold, n_boot=n_boot)
@@ -425,6 +461,12 @@ class Evaluation:
         self.root = self.paths.root
         self.data_dir = Path(data_dir) if data_dir is not None else self.paths.phantom
         self.youden, self.cluster, self.progress = bool(youden), bool(cluster_bootstrap), progress
+        self.seeds = tuple(int(s) for s in (self.profile.training_seeds if seeds is None else seeds))
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct training seeds, at least one; got {self.seeds}")
+        if seed_level not in S.SEED_LEVELS:
+            raise ValueError(f"seed_level must be one of {S.SEED_LEVELS}; got {seed_level!r}")
+        self.seed_level = seed_level
         self.test = split_rows(load_index(self.data_dir))
         if self.test.empty:
             raise ValueError(f"{self.data_dir / 'index.csv'}: no frames in the test split")
@@ -434,49 +476,71 @@ class Evaluation:
         self.predictions = self._load_all(names)
         self.classifiers = [m for m in names if m in CLASSIFIERS]
         self.segmenters = [m for m in names if m in SEGMENTERS]
-        self.thresholds = {m: self._threshold(m) for m in self.classifiers}
-        self.cls_stats = {m: S.ClassifierStats(self.has_tissue, self.predictions[m].probs, self.thresholds[m])
+        self.thresholds = {m: {s: self._threshold(m, s) for s in self.seeds} for m in self.classifiers}
+        self.cls_stats = {m: {s: S.ClassifierStats(self.has_tissue, self.predictions[m][s].probs,
+                                                   self.thresholds[m][s]) for s in self.seeds}
                           for m in self.classifiers}
         self._boot = {}
 
     # ------------------------------------------------------------------ loading
-    def _load_all(self, names) -> dict[str, Predictions]:
-        """Load every model's predictions (all missing files reported at once) and check their frame ids.
+    def missing_runs(self, names) -> list[tuple[str, int]]:
+        """(model, seed) pairs among ``names`` x :attr:`seeds` without a ``predictions.npz``."""
+        return [(m, s) for m in names for s in self.seeds
+                if not predictions_path(m, self.profile, self.root, s).exists()]
 
-        Segmenters are reduced to per-image statistics (``self.seg_stats``) one at a time and their
-        probability maps released (``probs`` becomes None), so memory holds one model's maps at most.
+    def _load_all(self, names) -> dict[str, dict[int, Predictions]]:
+        """Load every (model, seed)'s predictions (all missing runs reported at once) and check their frame ids.
+
+        Every seed's file must cover exactly the test split (so all seeds share the frame ids). Segmenters are
+        reduced to per-image statistics (``self.seg_stats[model][seed]``) one run at a time and their
+        probability maps released (``probs`` becomes None), so memory holds one run's maps at most.
         """
-        missing = [m for m in names if not predictions_path(m, self.profile, self.root).exists()]
+        missing = self.missing_runs(names)
         if missing:
-            lines = "\n".join(f"  {m}: {run_command(m, self.profile)}" for m in missing)
-            raise FileNotFoundError(f"{self.paths.runs}: no predictions.npz for {len(missing)} model(s); "
-                                    f"run:\n{lines}")
+            models = list(dict.fromkeys(m for m, _ in missing))
+            lines = "\n".join(f"  {m} seed {s}: {predictions_path(m, self.profile, self.root, s).relative_to(self.root)}"
+                              for m, s in missing)
+            cmds = "\n".join(f"  {run_command(m, self.profile)}" for m in models)
+            raise FileNotFoundError(f"{self.paths.runs}: no predictions.npz for {len(missing)} training run(s) of "
+                                    f"{len(models)} model(s) (training seeds {list(self.seeds)}):\n{lines}\n"
+                                    f"make them with:\n{cmds}")
         preds, masks, self.seg_stats = {}, {}, {}
         for m in names:
-            pred = load_predictions(m, self.profile, self.root)
-            check_frame_ids(pred, self.test["frame_id"], str(self.data_dir / "index.csv"), self.profile)
-            if pred.task == "seg":
-                if pred.size not in masks:
-                    masks[pred.size] = load_test_masks(self.data_dir, self.test["frame_id"], pred.size,
-                                                       self.progress)
-                self.seg_stats[m] = S.SegmenterStats.from_levels(pred.probs, masks[pred.size],
-                                                                 self.profile.threshold)
-                pred.probs = None
-            preds[m] = pred
+            preds[m] = {}
+            for s in self.seeds:
+                pred = load_predictions(m, self.profile, self.root, s)
+                check_frame_ids(pred, self.test["frame_id"], str(self.data_dir / "index.csv"), self.profile)
+                if pred.task == "seg":
+                    if pred.size not in masks:
+                        masks[pred.size] = load_test_masks(self.data_dir, self.test["frame_id"], pred.size,
+                                                           self.progress)
+                    self.seg_stats.setdefault(m, {})[s] = S.SegmenterStats.from_levels(
+                        pred.probs, masks[pred.size], self.profile.threshold)
+                    pred.probs = None
+                preds[m][s] = pred
+            sizes = {p.size for p in preds[m].values()}
+            if len(sizes) != 1:
+                raise ValueError(f"{self.paths.run(m)}: the training seeds of {m} predict at different sizes {sizes}")
         return preds
 
-    def _threshold(self, model: str) -> float:
+    def _threshold(self, model: str, seed: int) -> float:
         if not self.youden:
             return float(self.profile.threshold)
-        return M.youden_threshold(self.has_tissue, self.predictions[model].probs)
+        return M.youden_threshold(self.has_tissue, self.predictions[model][seed].probs)
+
+    def size(self, model: str) -> int:
+        """Input size of a model's predictions (the same for all its seeds)."""
+        return next(iter(self.predictions[model].values())).size
 
     # ------------------------------------------------------------------ summaries
     def summary(self) -> pd.DataFrame:
-        """What is evaluated: one row per model (task, input size, test frames, with tissue, threshold)."""
-        rows = [{"model": m, "task": p.task, "size": p.size, "test_frames": len(p.frame_ids),
-                 "with_tissue": int(self.has_tissue.sum()),
-                 "threshold": round(self.thresholds.get(m, self.profile.threshold), 4)}
-                for m, p in self.predictions.items()]
+        """What is evaluated: one row per model (task, input size, seeds, test frames, with tissue, threshold)."""
+        rows = [{"model": m, "task": next(iter(by_seed.values())).task, "size": self.size(m),
+                 "n_seeds": len(by_seed), "seeds": " ".join(str(s) for s in by_seed),
+                 "test_frames": len(self.test), "with_tissue": int(self.has_tissue.sum()),
+                 "threshold": "youden per seed" if self.youden and m in self.thresholds
+                 else round(float(self.profile.threshold), 4)}
+                for m, by_seed in self.predictions.items()]
         return pd.DataFrame(rows)
 
     def _groups(self, cluster: bool, keep=None):
@@ -484,50 +548,80 @@ class Evaluation:
             return None
         return self.patients if keep is None else self.patients[keep]
 
-    def bootstrap(self, task: str, cluster: bool | None = None) -> S.BootstrapResult:
-        """Shared-resample bootstrap of all classifiers (all frames) or segmenters (frames with tissue)."""
+    def bootstrap(self, task: str, cluster: bool | None = None) -> S.SeedBootstrapResult:
+        """Two-level bootstrap (seeds x frames, frames shared by all models) of all classifiers (all frames) or
+        segmenters (frames with tissue)."""
         cluster = self.cluster if cluster is None else cluster
         key = (task, cluster)
         if key not in self._boot:
             if task == "cls":
                 stats, groups = self.cls_stats, self._groups(cluster)
             else:
-                stats = {m: s.subset(self.has_tissue) for m, s in self.seg_stats.items()}
+                stats = {m: {s: st.subset(self.has_tissue) for s, st in by_seed.items()}
+                         for m, by_seed in self.seg_stats.items()}
                 groups = self._groups(cluster, self.has_tissue)
             if not stats:
                 raise ValueError(f"no {'classifiers' if task == 'cls' else 'segmenters'} selected")
-            self._boot[key] = S.bootstrap(stats, self.profile.n_boot, self.profile.seed, groups)
+            self._boot[key] = S.seed_bootstrap(stats, self.profile.n_boot, self.profile.seed, groups,
+                                               seed_level=self.seed_level)
         return self._boot[key]
 
     def _resampling(self) -> str:
         return "patients" if self.cluster else "frames"
 
+    def _annotate(self, t: pd.DataFrame) -> pd.DataFrame:
+        t["resampling"], t["n_boot"] = self._resampling(), self.profile.n_boot
+        t["seed_level"] = self.seed_level if len(self.seeds) > 1 else "none (one seed)"
+        return t
+
     # ------------------------------------------------------------------ tables
     def table3(self, save: bool = True) -> pd.DataFrame:
-        """Table 3: classifier metrics with 95% CIs; written to ``results/<profile>/table3_classifiers.csv``."""
+        """Table 3: classifier metrics, mean over seeds, across-seed SD and two-level 95% CIs
+        -> ``results/<profile>/table3_classifiers.csv``."""
         t = self.bootstrap("cls").table(S.CLS_METRICS)
-        t.insert(1, "threshold", [self.thresholds[m] for m in t["model"]])
-        t.insert(2, "threshold_rule", "youden (test set)" if self.youden else "fixed")
-        t.insert(3, "n_frames", len(self.test))
-        t.insert(4, "n_positive", int(self.has_tissue.sum()))
-        t["resampling"], t["n_boot"] = self._resampling(), self.profile.n_boot
+        t.insert(2, "threshold", [float(np.mean(list(self.thresholds[m].values()))) for m in t["model"]])
+        t.insert(3, "threshold_rule", "youden per seed (test set)" if self.youden else "fixed")
+        t.insert(4, "n_frames", len(self.test))
+        t.insert(5, "n_positive", int(self.has_tissue.sum()))
+        t = self._annotate(t)
         if save:
             self._write(t, "table3_classifiers.csv")
         return t
 
-    def table4(self, save: bool = True) -> pd.DataFrame:
-        """Table 4: segmenter metrics (mean over images and pooled) with 95% CIs -> ``table4_segmenters.csv``."""
-        t = self.bootstrap("seg").table(S.SEG_IMAGE_METRICS + S.SEG_POOLED_METRICS)
-        t.insert(1, "size", [self.predictions[m].size for m in t["model"]])
-        t.insert(2, "n_frames", int(self.has_tissue.sum()))
-        t.insert(3, "threshold", float(self.profile.threshold))
+    def table3_by_seed(self, save: bool = True) -> pd.DataFrame:
+        """Table 3 per training seed (frame-bootstrap CIs) -> ``table3_classifiers_by_seed.csv``."""
+        t = self.bootstrap("cls").seed_table(S.CLS_METRICS)
+        t.insert(2, "threshold", [self.thresholds[m][s] for m, s in zip(t["model"], t["seed"])])
+        t.insert(3, "n_frames", len(self.test))
         t["resampling"], t["n_boot"] = self._resampling(), self.profile.n_boot
+        if save:
+            self._write(t, "table3_classifiers_by_seed.csv")
+        return t
+
+    def table4(self, save: bool = True) -> pd.DataFrame:
+        """Table 4: segmenter metrics (mean over images and pooled), mean over seeds, across-seed SD and two-level
+        95% CIs -> ``table4_segmenters.csv``."""
+        t = self.bootstrap("seg").table(S.SEG_IMAGE_METRICS + S.SEG_POOLED_METRICS)
+        t.insert(2, "size", [self.size(m) for m in t["model"]])
+        t.insert(3, "n_frames", int(self.has_tissue.sum()))
+        t.insert(4, "threshold", float(self.profile.threshold))
+        t = self._annotate(t)
         if save:
             self._write(t, "table4_segmenters.csv")
         return t
 
+    def table4_by_seed(self, save: bool = True) -> pd.DataFrame:
+        """Table 4 per training seed (frame-bootstrap CIs) -> ``table4_segmenters_by_seed.csv``."""
+        t = self.bootstrap("seg").seed_table(S.SEG_IMAGE_METRICS + S.SEG_POOLED_METRICS)
+        t.insert(2, "size", [self.size(m) for m in t["model"]])
+        t.insert(3, "n_frames", int(self.has_tissue.sum()))
+        t["resampling"], t["n_boot"] = self._resampling(), self.profile.n_boot
+        if save:
+            self._write(t, "table4_segmenters_by_seed.csv")
+        return t
+
     def pairwise(self, save: bool = True) -> pd.DataFrame:
-        """Paired bootstrap tests (Holm-adjusted per metric) for every model pair, DeLong for AUROC."""
+        """Two-level paired bootstrap tests (Holm per metric) for every model pair; DeLong per seed for AUROC."""
         parts = []
         if len(self.classifiers) > 1:
             parts.append(S.pairwise_tests(self.bootstrap("cls"), S.PAIRED_TESTS["cls"], "cls", self.cls_stats))
@@ -540,7 +634,7 @@ class Evaluation:
         return t
 
     def cluster_comparison(self) -> pd.DataFrame:
-        """CI widths with frames vs patients resampled (the cluster bootstrap), for the primary metrics."""
+        """Two-level CI widths with frames vs patients resampled (the cluster bootstrap), for the primary metrics."""
         parts = []
         for task, models in (("cls", self.classifiers), ("seg", self.segmenters)):
             if models:
@@ -563,56 +657,97 @@ class Evaluation:
 
     # ------------------------------------------------------------------ figures
     def figure_roc(self, save: bool = True):
-        """Figure 5: ROC curves of the classifiers with pointwise bootstrap bands; saved as ``fig5_roc``."""
+        """Figure 5: ROC curves, one faint curve per training seed and their mean (bold); saved as ``fig5_roc``."""
         import matplotlib.pyplot as plt
 
         from .plotting import model_colour, paper_style, save_figure
 
         paper_style()
         boot = self.bootstrap("cls")
-        weights = S.resample_weights(len(self.test), self.profile.n_boot, self.profile.seed,
-                                     self._groups(self.cluster))
         grid = np.linspace(0, 1, ROC_GRID_POINTS)
         fig, ax = plt.subplots(figsize=(4.2, 4.0))
-        for m, st in self.cls_stats.items():
-            tpr, lo, hi = roc_band(st, weights, grid)
+        for m, by_seed in self.cls_stats.items():
             c = model_colour(m)
-            ax.fill_between(grid, lo, hi, color=c, alpha=0.2, linewidth=0)
-            label = f"{paper.DISPLAY_NAMES[m]}: AUROC {format_ci(boot.estimates[m]['auroc'], *boot.ci(m, 'auroc'))}"
-            ax.step(grid, tpr, where="post", color=c, label=label)
+            mean_tpr, curves = mean_roc(by_seed, grid)
+            for tpr in curves:
+                ax.step(grid, tpr, where="post", color=c, alpha=0.3, lw=0.7)
+            label = (f"{paper.DISPLAY_NAMES[m]}: AUROC {format_ci(boot.estimates[m]['auroc'], *boot.ci(m, 'auroc'))}"
+                     f" ({len(by_seed)} seeds)")
+            ax.step(grid, mean_tpr, where="post", color=c, lw=1.6, label=label)
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
-               title=f"ROC, test set ({self.profile.name} phantom)")
-        ax.legend(loc="lower right")
+               title=f"ROC, test set ({self.profile.name} phantom); faint: each training seed")
+        ax.legend(loc="lower right", fontsize=7)
         if save:
             save_figure(fig, "fig5_roc", self.paths.figures)
         return fig
 
     def figure_pr(self, save: bool = True):
-        """Figure 6: pixel-level precision-recall curves of the segmenters; saved as ``fig6_pr``."""
+        """Figure 6: pixel-level PR curves, one faint curve per training seed and their mean; saved as ``fig6_pr``."""
         import matplotlib.pyplot as plt
 
         from .plotting import model_colour, paper_style, save_figure
 
         paper_style()
         boot = self.bootstrap("seg")
+        grid = np.linspace(0, 1, PR_GRID_POINTS)
         fig, ax = plt.subplots(figsize=(4.2, 4.0))
-        for m, st in self.seg_stats.items():
-            pos = st.pos_hist[self.has_tissue].sum(0)
-            neg = st.neg_hist[self.has_tissue].sum(0)
-            recall, prec = M.pr_from_hist(pos, neg)
-            label = f"{paper.DISPLAY_NAMES[m]}: AUPRC {format_ci(boot.estimates[m]['auprc'], *boot.ci(m, 'auprc'))}"
-            ax.step(recall, prec, where="pre", color=model_colour(m), label=label)
+        for m, by_seed in self.seg_stats.items():
+            c = model_colour(m)
+            mean_prec, curves = mean_pr(by_seed, self.has_tissue, grid)
+            for recall, prec in curves:
+                ax.step(recall, prec, where="pre", color=c, alpha=0.3, lw=0.7)
+            label = (f"{paper.DISPLAY_NAMES[m]}: AUPRC {format_ci(boot.estimates[m]['auprc'], *boot.ci(m, 'auprc'))}"
+                     f" ({len(by_seed)} seeds)")
+            ax.plot(grid, mean_prec, color=c, lw=1.6, label=label)
         ax.set(xlabel="recall (pixels)", ylabel="precision (pixels)", xlim=(0, 1), ylim=(0, 1.01),
-               title=f"Precision-recall, test frames with tissue ({self.profile.name} phantom)")
-        ax.legend(loc="lower left", fontsize=7)
+               title=f"Precision-recall, test frames with tissue ({self.profile.name} phantom); faint: each seed")
+        ax.legend(loc="lower left", fontsize=6)
         if save:
             save_figure(fig, "fig6_pr", self.paths.figures)
         return fig
 
+    def figure_seeds(self, task: str, save: bool = True):
+        """Table 3 (``task="cls"``) or 4 (``"seg"``) as a figure: each seed's value (dots), the mean over seeds with
+        its two-level 95% CI (bar) and the paper's value (x, clinical data); ``fig_table3_seeds`` / ``fig_table4_seeds``.
+        """
+        import matplotlib.pyplot as plt
+
+        from .plotting import model_colour, paper_style, save_figure
+
+        paper_style()
+        boot = self.bootstrap(task)
+        metrics = SEED_FIGURE_METRICS[task]
+        ref = paper.TABLE3 if task == "cls" else paper.TABLE4
+        models = list(boot.estimates)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1.2, 0.42 * len(models) + 1.3),
+                                 sharey=True, squeeze=False)
+        y = np.arange(len(models))[::-1]
+        for ax, metric in zip(axes[0], metrics):
+            for yi, m in zip(y, models):
+                c = model_colour(m)
+                seed_vals = [e[metric] for e in boot.seed_estimates[m].values()]
+                ax.plot(seed_vals, np.full(len(seed_vals), yi + 0.18), "o", ms=3.5, color=c, alpha=0.6, mec="none")
+                est, (lo, hi) = boot.estimates[m][metric], boot.ci(m, metric)
+                ax.errorbar([est], [yi], xerr=[[max(est - lo, 0)], [max(hi - est, 0)]], fmt="D", ms=4, color=c,
+                            capsize=2, lw=1.2)
+                if m in ref and metric in ref[m]:
+                    ax.plot([ref[m][metric][0]], [yi - 0.2], "x", color="black", ms=4, mew=0.9)
+            ax.set(title=metric.upper() if len(metric) <= 5 else metric, xlim=(-0.02, 1.02))
+            ax.grid(axis="x", lw=0.3, alpha=0.5)
+        axes[0][0].set_yticks(y, [paper.DISPLAY_NAMES.get(m, m) for m in models])
+        what = "Table 3, classifiers" if task == "cls" else "Table 4, segmenters (frames with tissue)"
+        fig.suptitle(f"{what}: dots = training seeds, diamond + bar = mean and two-level 95% CI, "
+                     f"x = paper (clinical)", fontsize=8)
+        fig.tight_layout()
+        if save:
+            save_figure(fig, f"fig_table{3 if task == 'cls' else 4}_seeds", self.paths.figures)
+        return fig
+
     # ------------------------------------------------------------------ two-stage
     def gate_models(self, gate_classifier=None, gate_segmenter=None) -> tuple[str, str]:
-        """The gate pair: given names, else the classifier with the highest AUROC and segmenter with highest DSC."""
+        """The gate pair: given names, else the classifier with the highest mean AUROC and segmenter with highest
+        mean DSC (means over seeds)."""
         if not self.classifiers or not self.segmenters:
             raise ValueError("the two-stage analysis needs at least one classifier and one segmenter")
         if gate_classifier is None:
@@ -626,9 +761,54 @@ class Evaluation:
                 raise ValueError(f"{name!r} is not among the evaluated models {pool}")
         return gate_classifier, gate_segmenter
 
+    def _gate_settings(self, cls: str, seg: str, gate_threshold, lat: dict, seed: int):
+        t_gate = self.thresholds[cls][seed] if gate_threshold is None else float(gate_threshold)
+        score = self.cls_stats[cls][seed].score
+        return [("segmenter alone", "", np.ones_like(self.has_tissue), (0.0, lat["seg_ms"]), np.nan),
+                ("gated", cls, score >= t_gate, (lat["cls_ms"], lat["seg_ms"]), t_gate)]
+
+    def gate_runs(self, gate_classifier=None, gate_segmenter=None, gate_threshold: float | None = None) -> dict:
+        """Per-seed outcomes of the segmenter alone and gated (classifier seed k gates segmenter seed k).
+
+        Returns:
+            dict with ``classifier``, ``segmenter``, ``latency`` (see :func:`stage_latencies`), ``thresholds``
+            (gate threshold per seed) and, for ``"alone"`` and ``"gated"``, ``estimates`` (metric -> ``(K,)``)
+            and ``samples`` (metric -> ``(K, B)``, the shared frame resamples).
+        """
+        cls, seg = self.gate_models(gate_classifier, gate_segmenter)
+        lat = stage_latencies(cls, seg, self.profile, self.root)
+        weights = S.resample_weights(len(self.test), self.profile.n_boot, self.profile.seed,
+                                     self._groups(self.cluster))
+        out = {"classifier": cls, "segmenter": seg, "latency": lat, "thresholds": [],
+               "alone": {"estimates": {}, "samples": {}}, "gated": {"estimates": {}, "samples": {}}}
+        for s in self.seeds:
+            st = self.seg_stats[seg][s]
+            for (name, _, passed, latency, thr), key in zip(self._gate_settings(cls, seg, gate_threshold, lat, s),
+                                                            ("alone", "gated")):
+                if key == "gated":
+                    out["thresholds"].append(thr)
+                est = gate_metrics(st, self.has_tissue, passed, None, latency)
+                boot = gate_metrics(st, self.has_tissue, passed, weights, latency)
+                for k in est:
+                    out[key]["estimates"].setdefault(k, []).append(est[k])
+                    out[key]["samples"].setdefault(k, []).append(boot[k])
+        for key in ("alone", "gated"):
+            out[key]["estimates"] = {k: np.asarray(v) for k, v in out[key]["estimates"].items()}
+            out[key]["samples"] = {k: np.stack(v) for k, v in out[key]["samples"].items()}
+        return out
+
+    def gate_effect(self, runs: dict, metric: str = "neg_false_mask") -> tuple[float, np.ndarray]:
+        """``alone - gated`` of one two-stage metric: mean over seeds and its two-level bootstrap samples
+        (paired on frames and on the segmenter's seed)."""
+        a, g = runs["alone"], runs["gated"]
+        rng = S.seed_rng(self.profile.seed, f"gate:{runs['classifier']}:{runs['segmenter']}:{metric}")
+        return S.combine_seeds(a["estimates"][metric] - g["estimates"][metric],
+                               a["samples"][metric] - g["samples"][metric], rng, self.seed_level)
+
     def two_stage(self, gate_classifier=None, gate_segmenter=None, gate_threshold: float | None = None,
                   save: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Segmenter alone vs classifier-gated segmenter on all test frames, with 95% CIs, and a threshold sweep.
+        """Segmenter alone vs classifier-gated segmenter on all test frames: means over seeds with two-level 95%
+        CIs, and a threshold sweep (means over seeds).
 
         Args:
             gate_classifier, gate_segmenter: the pair (default: see :meth:`gate_models`).
@@ -638,22 +818,20 @@ class Evaluation:
         Returns:
             ``(comparison, sweep)`` DataFrames.
         """
-        cls, seg = self.gate_models(gate_classifier, gate_segmenter)
-        t_gate = self.thresholds[cls] if gate_threshold is None else float(gate_threshold)
-        lat = stage_latencies(cls, seg, self.profile, self.root)
-        score, st = self.cls_stats[cls].score, self.seg_stats[seg]
-        weights = S.resample_weights(len(self.test), self.profile.n_boot, self.profile.seed,
-                                     self._groups(self.cluster))
-        settings = [("segmenter alone", "", np.ones_like(self.has_tissue), (0.0, lat["seg_ms"]), np.nan),
-                    (f"gated by {cls} (p >= {t_gate:.2f})", cls, score >= t_gate, (lat["cls_ms"], lat["seg_ms"]),
-                     t_gate)]
+        runs = self.gate_runs(gate_classifier, gate_segmenter, gate_threshold)
+        cls, seg, lat = runs["classifier"], runs["segmenter"], runs["latency"]
+        t_gate = float(np.mean(runs["thresholds"]))
         rows = []
-        for name, gate, passed, latency, thr in settings:
-            est = gate_metrics(st, self.has_tissue, passed, None, latency)
-            boot = gate_metrics(st, self.has_tissue, passed, weights, latency)
-            row = {"setting": name, "classifier": gate, "segmenter": seg, "gate_threshold": thr}
-            for k, v in est.items():
-                lo, hi = S.percentile_ci(boot[k])
+        for key, name, gate, thr in (("alone", "segmenter alone", "", np.nan),
+                                     ("gated", f"gated by {cls} (p >= {t_gate:.2f})", cls, t_gate)):
+            row = {"setting": name, "classifier": gate, "segmenter": seg, "gate_threshold": thr,
+                   "n_seeds": len(self.seeds)}
+            for k, est in runs[key]["estimates"].items():
+                rng = S.seed_rng(self.profile.seed, f"two_stage:{key}:{cls}:{seg}:{k}")
+                v, samples = S.combine_seeds(est, runs[key]["samples"][k], rng, self.seed_level)
+                lo, hi = S.percentile_ci(samples)
+                if k not in ("latency_ms", "fps"):
+                    lo, hi = S.clip_ci(lo, hi)
                 row.update({k: v, f"{k}_lo": lo, f"{k}_hi": hi})
             rows.append(row)
         comparison = pd.DataFrame(rows)
@@ -664,11 +842,13 @@ class Evaluation:
         return comparison, sweep
 
     def _gate_sweep(self, cls: str, seg: str, lat: dict) -> pd.DataFrame:
-        score, st = self.cls_stats[cls].score, self.seg_stats[seg]
         rows = []
         for t in np.linspace(0, 1, GATE_SWEEP_POINTS):
-            r = gate_metrics(st, self.has_tissue, score >= t, None, (lat["cls_ms"], lat["seg_ms"]))
-            rows.append({"setting": "sweep", "classifier": cls, "segmenter": seg, "gate_threshold": float(t), **r})
+            per_seed = [gate_metrics(self.seg_stats[seg][s], self.has_tissue, self.cls_stats[cls][s].score >= t,
+                                     None, (lat["cls_ms"], lat["seg_ms"])) for s in self.seeds]
+            mean = {k: float(np.mean([r[k] for r in per_seed])) for k in per_seed[0]}
+            rows.append({"setting": "sweep", "classifier": cls, "segmenter": seg, "gate_threshold": float(t),
+                         "n_seeds": len(self.seeds), **mean})
         out = pd.DataFrame(rows)
         out["latency_source"] = lat["source"]
         return out

@@ -106,9 +106,12 @@ def collect_predictions(models=None, profile: str | Profile = "smoke", root=None
                         source: str = "index.csv") -> tuple[dict, dict[str, str]]:
     """Read the segmenters' predictions with :func:`endolib.evaluate.load_predictions`.
 
+    The qualitative figures draw one instance of each model: its run with the profile's first training seed
+    (``runs/<profile>/<model>/seed<profile.training_seeds[0]>/``).
+
     Args:
-        models: registry names to read (default: every segmenter whose ``predictions.npz`` exists under
-            ``runs/<profile>``, in the paper's order). A requested model without usable predictions gives a
+        models: registry names to read (default: every segmenter whose first-seed ``predictions.npz`` exists
+            under ``runs/<profile>``, in the paper's order). A requested model without usable predictions gives a
             :class:`FigureInputWarning`.
         profile: profile whose ``runs/`` folder to read.
         root: repository root (default :func:`endolib.config.repo_root`).

@@ -4,6 +4,9 @@ Every metric of Tables 3 and 4 is a function of the confusion counts ``tp, fp, f
 elementwise (NumPy broadcasting), so the same function scores one image, a vector of images, or a
 ``(n_boot,)`` vector of bootstrap resamples whose counts were summed (see :mod:`endolib.stats`).
 
+Layering: this module is the lower layer and imports nothing from endolib; :mod:`endolib.stats` (resampling,
+tests, ``python -m endolib bench stats``) builds on it, never the reverse (``tests/test_metrics.py`` checks).
+
 Undefined values (a zero denominator) follow one explicit rule per metric, set by ``empty``:
 
 * ``dice`` / ``iou``: both masks empty (``tp + fp + fn == 0``) -> ``empty`` (default **1.0**: a correct
@@ -39,7 +42,6 @@ __all__ = [
     "N_LEVELS", "quantise", "score_histograms", "histograms_from_scores",
     "auc_from_hist", "ap_from_hist", "roc_from_hist", "pr_from_hist",
     "auroc", "average_precision", "roc_curve", "pr_curve", "youden_threshold",
-    "bench_main",
 ]
 
 #: number of levels of a stored uint8 probability (``round(255 * p)`` takes 256 values)
@@ -517,9 +519,3 @@ def youden_threshold(y_true, score) -> float:
     k = int(np.nanargmax(j[1:])) + 1  # skip the "nothing positive" point at +inf
     return float(thr[k])
 
-
-def bench_main(argv: list[str]) -> int:
-    """``python -m endolib bench stats``: see :func:`endolib.stats.bench_main`."""
-    from .stats import bench_main as _bench
-
-    return _bench(argv)

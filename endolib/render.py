@@ -7,8 +7,10 @@ figures                        reads
 =============================  ==========================================================================
 ``fig_data_montage``           the prepared dataset (notebook 01)
 ``learning_curve_<model>``     ``runs/<profile>/<model>/history.csv`` and ``config.json`` (notebooks 02/03)
-``fig5_roc``, ``fig6_pr``,     the test predictions of every model (notebooks 02/03) and
-``fig_two_stage_sweep``        ``results/<profile>/table5_compute.csv`` for the frame rates (notebook 05)
+``fig5_roc``, ``fig6_pr``,     the test predictions of every model and training seed
+``fig_table3_seeds``,          (``runs/<profile>/<model>/seed<s>/predictions.npz``, notebooks 02/03) and
+``fig_table4_seeds``,          ``results/<profile>/table5_compute.csv`` for the frame rates (notebook 05)
+``fig_two_stage_sweep``
 ``fig_compute_flops_latency``  ``results/<profile>/table5_compute.csv`` + ``table5_compute_environment.json``
 ``fig1_pipeline``, ``fig7_*``, segmenter predictions, the dataset, ``table5_compute.csv`` (notebook 06's cells)
 ``fig8_*``, ``fig_table2_*``
@@ -81,7 +83,8 @@ def _evaluation(p: Profile, data_dir: Path) -> list[str]:
 
     ev = Evaluation(p, data_dir=data_dir, progress=False)
     names = []
-    for fig, name in ((ev.figure_roc(), "fig5_roc"), (ev.figure_pr(), "fig6_pr")):
+    for fig, name in ((ev.figure_roc(), "fig5_roc"), (ev.figure_pr(), "fig6_pr"),
+                      (ev.figure_seeds("cls"), "fig_table3_seeds"), (ev.figure_seeds("seg"), "fig_table4_seeds")):
         plt.close(fig)
         names.append(name)
     comparison, sweep = ev.two_stage()

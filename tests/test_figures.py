@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from endolib import figures as F
-from endolib.config import paths
+from endolib.config import get_profile, paths
 from endolib.data import load_index, load_mask
 from endolib.plotting import paper_style, save_figure
 
@@ -36,9 +36,14 @@ def _special_frames(data_dir) -> dict[str, str]:
     return {"missed": pos[0], "halved": pos[1], "blob": neg[0]}
 
 
+#: the qualitative figures draw one model instance: the first training seed (CONTRACTS.md)
+SEED0 = get_profile("smoke").training_seeds[0]
+
+
 def _write(runs_dir, model, ids, probs) -> None:
-    (runs_dir / model).mkdir(parents=True, exist_ok=True)
-    np.savez(runs_dir / model / "predictions.npz", frame_ids=np.array(ids), probs=np.stack(probs).astype(np.uint8),
+    run = runs_dir / model / f"seed{SEED0}"
+    run.mkdir(parents=True, exist_ok=True)
+    np.savez(run / "predictions.npz", frame_ids=np.array(ids), probs=np.stack(probs).astype(np.uint8),
              size=probs[0].shape[-1], task="seg")
 
 
@@ -114,7 +119,7 @@ def test_missing_or_unusable_models_warn_and_name_the_problem(runs):
     with pytest.warns(F.FigureInputWarning, match="'resnet18' is not a segmenter"):
         _inputs(runs, models=["unet", "resnet18"])
     # predictions of another test split (a stale run) are refused, the other models still load
-    stale = paths("smoke", root).run("aunet") / "predictions.npz"
+    stale = paths("smoke", root).run("aunet", SEED0) / "predictions.npz"
     with np.load(stale) as z:
         np.savez(stale, **{**{k: z[k] for k in z.files}, "frame_ids": np.roll(z["frame_ids"], 1)})
     with pytest.warns(F.FigureInputWarning, match="aunet.*different test split"):

@@ -151,3 +151,27 @@ def test_youden_threshold_maximises_j():
                      + M.specificity(((score < thr) & (y == 0)).sum(), ((score >= thr) & (y == 0)).sum()) - 1)
     best = max(float(j(u)) for u in np.unique(score))
     assert float(j(t)) == pytest.approx(best)
+
+
+def test_metrics_is_the_lower_layer_and_bench_stats_points_at_stats():
+    """metrics imports nothing from endolib (stats builds on it, never the reverse); `bench stats` is in stats."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import endolib.metrics
+
+    tree = ast.parse(Path(endolib.metrics.__file__).read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.level or 0) > 0]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+    assert not [m for m in imported if m.startswith("endolib") or m in ("stats", "evaluate")], imported
+    assert not hasattr(endolib.metrics, "bench_main")
+    code = ("import sys, endolib.metrics; "
+            "print(sorted(m for m in sys.modules if m.startswith('endolib') and m != 'endolib.metrics'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "['endolib']"  # the package itself only: importing metrics does not import stats
+    from endolib.__main__ import _PASS_THROUGH
+
+    assert _PASS_THROUGH[("bench", "stats")]().__module__ == "endolib.stats"

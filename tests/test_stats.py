@@ -220,3 +220,154 @@ def test_bench_main_runs_small(capsys):
                          "--naive-frames", "10", "--naive-boot", "3"]) == 0
     out = capsys.readouterr().out
     assert "ratio" in out and "bootstrap" in out
+
+
+# ----------------------------------------------------------------------- two-level (training seeds x frames)
+def _slow_two_level(levels: dict, target, scores: dict, y, n_boot: int, seed: int, seed_level: str,
+                    seg_names=("dsc", "dsc_pooled", "auprc")) -> dict:
+    """Reference two-level bootstrap: loops over resamples, models and seeds, recomputing every metric from the
+    resampled pixel arrays / scores, then draws the seed level with the same generators as the fast code.
+
+    levels: model -> seed -> uint8 maps; scores: model -> seed -> classifier scores (same frames as ``target``/``y``).
+    """
+    n = (target if target is not None else y).shape[0]
+    idx = S.bootstrap_indices(n, n_boot, np.random.default_rng(seed))
+    cut = S.level_cut(0.5)
+    out = {}
+    for model, by_seed in {**levels, **scores}.items():
+        seeds = list(by_seed)
+        is_seg = model in levels
+        names = seg_names if is_seg else ("auroc", "accuracy")
+        per_seed = {m: np.empty((len(seeds), n_boot)) for m in names}
+        for b in range(n_boot):
+            for k, s in enumerate(seeds):
+                if is_seg:
+                    p, t = by_seed[s][idx[b]], target[idx[b]]
+                    c = M.seg_counts(p >= cut, t)
+                    vals = {"dsc": np.mean(M.dice(c.tp, c.fp, c.fn)),
+                            "dsc_pooled": M.dice(c.tp.sum(), c.fp.sum(), c.fn.sum()),
+                            "auprc": M.ap_from_hist(np.bincount(p[t], minlength=256), np.bincount(p[~t], minlength=256))}
+                else:
+                    yy, ss = y[idx[b]], by_seed[s][idx[b]]
+                    vals = {"auroc": roc_auc_score(yy, ss), "accuracy": np.mean((ss >= 0.5) == yy)}
+                for m in names:
+                    per_seed[m][k, b] = vals[m]
+        rng = S.seed_rng(seed, model)
+        out[model] = {}
+        for m in names:  # the seed level, drawn per metric in the same order as the fast code
+            x, kk = per_seed[m], len(seeds)
+            if kk == 1:
+                out[model][m] = x[0]
+                continue
+            draws = (rng.standard_t(kk - 1, size=n_boot) if seed_level == "t"
+                     else rng.integers(0, kk, (n_boot, kk)))
+            res = np.empty(n_boot)
+            for b in range(n_boot):
+                col = x[:, b]
+                if seed_level == "t":
+                    res[b] = col.mean() + col.std(ddof=1) / np.sqrt(kk) * draws[b]
+                else:
+                    res[b] = np.mean([col[j] for j in draws[b]])
+            out[model][m] = res
+    return out
+
+
+@pytest.mark.parametrize("seed_level", S.SEED_LEVELS)
+def test_two_level_bootstrap_equals_slow_reference(seed_level):
+    _, target = _segmenter_arrays(10, seed=1)
+    def run(q, s):  # one training seed's maps: the model's quality jittered per seed, its own noise
+        noise = np.random.default_rng(s).random(target.shape)
+        return M.quantise(np.clip(q * target + (1 - q) * noise, 0, 1))
+
+    levels = {m: {s: run(q + 0.05 * k, s) for k, s in enumerate((42, 43, 44))} for m, q in (("a", 0.3), ("b", 0.4))}
+    fast = S.seed_bootstrap({m: {s: S.SegmenterStats.from_levels(lv, target) for s, lv in by.items()}
+                             for m, by in levels.items()}, n_boot=30, seed=7, names=("dsc", "dsc_pooled", "auprc"),
+                            seed_level=seed_level)
+    slow = _slow_two_level(levels, target, {}, None, 30, 7, seed_level)
+    for model, metric in itertools.product("ab", ("dsc", "dsc_pooled", "auprc")):
+        np.testing.assert_allclose(fast.samples[model][metric], slow[model][metric], rtol=1e-10, atol=1e-12)
+        assert fast.estimates[model][metric] == pytest.approx(np.mean([fast.seed_estimates[model][s][metric]
+                                                                       for s in (42, 43, 44)]))
+    # the pairwise test's CI and p of a - b come from the same paired two-level samples
+    row = S.pairwise_tests(fast, ["dsc"], "seg").iloc[0]
+    d = slow["a"]["dsc"] - slow["b"]["dsc"]
+    assert (row["diff_lo"], row["diff_hi"]) == pytest.approx(S.percentile_ci(d))
+    assert row["p"] == pytest.approx(S.paired_pvalue(slow["a"]["dsc"], slow["b"]["dsc"], row["value_a"],
+                                                     row["value_b"]))
+
+    y = np.random.default_rng(0).integers(0, 2, 40)
+    scores = {m: {s: _classifier(y=y, quality=q, seed=s)[1] for s in (1, 2)} for m, q in (("c", 0.2), ("d", 0.5))}
+    fast = S.seed_bootstrap({m: {s: S.ClassifierStats(y, sc) for s, sc in by.items()} for m, by in scores.items()},
+                            n_boot=40, seed=3, names=("auroc", "accuracy"), seed_level=seed_level)
+    slow = _slow_two_level({}, None, scores, y, 40, 3, seed_level)
+    for model, metric in itertools.product("cd", ("auroc", "accuracy")):
+        np.testing.assert_allclose(fast.samples[model][metric], slow[model][metric], rtol=1e-10, atol=1e-12)
+
+
+def test_one_seed_reduces_to_the_frame_bootstrap():
+    y, s = _classifier(60, seed=4)
+    _, s2 = _classifier(y=y, quality=0.5, seed=5)
+    frame = S.bootstrap({"a": S.ClassifierStats(y, s), "b": S.ClassifierStats(y, s2)}, n_boot=80, seed=11)
+    two = S.seed_bootstrap({"a": {42: S.ClassifierStats(y, s)}, "b": {42: S.ClassifierStats(y, s2)}}, n_boot=80,
+                           seed=11)
+    for model, metric in itertools.product("ab", S.CLS_METRICS):
+        np.testing.assert_array_equal(two.samples[model][metric], frame.samples[model][metric])
+        assert two.estimates[model][metric] == frame.estimates[model][metric]
+        assert two.ci(model, metric) == pytest.approx(frame.ci(model, metric))
+        assert np.isnan(two.seed_sd(model, metric))
+    pf = S.pairwise_tests(frame, ["auroc"], "cls")
+    pt = S.pairwise_tests(two, ["auroc"], "cls")
+    np.testing.assert_allclose(pt[["diff", "diff_lo", "diff_hi", "p", "p_holm"]].to_numpy(float),
+                               pf[["diff", "diff_lo", "diff_hi", "p", "p_holm"]].to_numpy(float))
+
+
+def test_seed_level_t_covers_a_three_seed_mean_and_plain_resampling_does_not():
+    """Why the default seed level is "t": with three seeds, resampling them can never leave their range.
+
+    Simulated: a true mean of 0.8, seed effects N(0, 0.03^2), a test-set error N(0, 0.005^2) shared by the seeds
+    (one test set), and frame resamples spread like that error around each seed's estimate.
+    """
+    rng = np.random.default_rng(0)
+    n_rep, n_boot, cover = 300, 1000, {"t": 0, "resample": 0}
+    for _ in range(n_rep):
+        seeds = 0.8 + 0.03 * rng.standard_normal(3) + 0.005 * rng.standard_normal()
+        x = seeds[:, None] + 0.005 * rng.standard_normal(n_boot)[None, :] + 0.001 * rng.standard_normal((3, n_boot))
+        for level in cover:
+            _, samples = S.combine_seeds(seeds, x, rng, level)
+            lo, hi = S.percentile_ci(samples)
+            cover[level] += lo <= 0.8 <= hi
+    # measured (this RNG seed): t 0.963, resample 0.763; the plain resampling is why the seed level is t
+    assert 0.90 <= cover["t"] / n_rep <= 0.99, cover
+    assert cover["resample"] / n_rep < 0.85, cover
+
+
+def test_seed_bootstrap_tables_and_bad_input():
+    y, s = _classifier(50, seed=1)
+    runs = {"a": {42: S.ClassifierStats(y, s), 43: S.ClassifierStats(y, _classifier(y=y, seed=2)[1])}}
+    b = S.seed_bootstrap(runs, n_boot=50, seed=0)
+    t = b.table(["auroc"])
+    assert t.columns.tolist() == ["model", "n_seeds", "auroc", "auroc_lo", "auroc_hi", "auroc_seed_sd"]
+    assert 0.0 <= t.loc[0, "auroc_lo"] <= t.loc[0, "auroc"] <= t.loc[0, "auroc_hi"] <= 1.0
+    long = b.seed_table(["auroc"])
+    assert long["seed"].tolist() == [42, 43] and t.loc[0, "auroc"] == pytest.approx(long["auroc"].mean())
+    assert t.loc[0, "auroc_seed_sd"] == pytest.approx(long["auroc"].std(ddof=1))
+    with pytest.raises(ValueError, match="same frames"):
+        S.seed_bootstrap({"a": {42: S.ClassifierStats(y, s), 43: S.ClassifierStats(y[:-1], s[:-1])}}, 10, 0)
+    with pytest.raises(ValueError, match="seed_level"):
+        S.combine_seeds([0.1, 0.2], np.zeros((2, 3)), np.random.default_rng(0), "bayes")
+    with pytest.raises(ValueError, match="no training seeds"):
+        S.seed_bootstrap({"a": {}}, 10, 0)
+
+
+def test_delong_per_seed_in_pairwise_tests():
+    y = np.random.default_rng(0).integers(0, 2, 60)
+    cls = {m: {s: S.ClassifierStats(y, _classifier(y=y, quality=q, seed=s)[1]) for s in (42, 43)}
+           for m, q in (("a", 0.2), ("b", 0.4), ("c", 0.6))}
+    t = S.pairwise_tests(S.seed_bootstrap(cls, 60, 0), ["auroc"], "cls", cls)
+    dl = t[t["test"] == "DeLong"]
+    assert len(dl) == 3 * 2 and set(dl["seed"]) == {"42", "43"}
+    r = dl[(dl["model_a"] == "a") & (dl["model_b"] == "c") & (dl["seed"] == "43")].iloc[0]
+    ref = S.delong_test(y, cls["a"][43].score, cls["c"][43].score)
+    assert r["p"] == pytest.approx(ref["p"])
+    fam = dl[dl["seed"] == "43"]  # Holm within one seed's family of 3 pairs
+    np.testing.assert_allclose(fam["p_holm"], S.holm(fam["p"]))

@@ -40,7 +40,7 @@ PRODUCER_PATTERN = re.compile(r"(^train_|_predictions?$|^predict|^load_.*runs?$|
 SAFE_ATTRIBUTES = {
     "folds", "settings", "summary", "test", "index", "has_tissue", "patients", "profile", "arch", "task",
     "input_size", "size", "frame_ids", "cluster", "columns", "run_dir", "path", "name", "model", "models",
-    "seeds", "training_seeds", "n_seeds", "describe", "frames_in", "frames_out", "shape",
+    "seeds", "training_seeds", "n_seeds", "seed_level", "describe", "frames_in", "frames_out", "shape",
 }
 #: Columns / keys of trained tables that are not trained numbers.
 SAFE_KEYS = {"model", "models", "seed", "task", "frame_id", "frames_in", "frames_out", "width", "height",

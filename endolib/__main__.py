@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # handled by their own parsers (see _PASS_THROUGH); listed here for --help
     b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
-                       "endolib.compute) or `bench stats ...` (bootstrap, endolib.stats)")
-    b.add_argument("what", choices=["compute", "stats"])
+                       "endolib.compute) or `bench stats ...` (bootstrap, endolib.stats), `bench realtime --profile P` (deployable "
+                       "variants, endolib.realtime)")
+    b.add_argument("what", choices=["compute", "stats", "realtime"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     return ap
 
@@ -74,6 +75,7 @@ _PASS_THROUGH = {
     ("video",): lambda: __import__("endolib.video", fromlist=["video_main"]).video_main,
     ("bench", "compute"): lambda: __import__("endolib.compute", fromlist=["bench_main"]).bench_main,
     ("bench", "stats"): lambda: __import__("endolib.stats", fromlist=["bench_main"]).bench_main,
+    ("bench", "realtime"): lambda: __import__("endolib.realtime", fromlist=["bench_main"]).bench_main,
 }
 
 

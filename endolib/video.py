@@ -1326,7 +1326,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def video_main(argv: list[str]) -> int:
-    """``python -m endolib video IN --out OUT.mp4 --classifier RUN --segmenter RUN [...]`` (see ``--help``).
+    """``python -m endolib video IN --out OUT.mp4 --classifier RUN --segmenter RUN [...]`` (see ``--help``);
+    ``python -m endolib video --realtime IN ...`` runs the threaded real-time runtime (:mod:`endolib.realtime`).
 
     Bad input (not a video, zero frames, a run without checkpoint) raises ValueError/FileNotFoundError with a
     message naming the file; ``python -m endolib`` prints it and exits with status 2.
@@ -1334,6 +1335,10 @@ def video_main(argv: list[str]) -> int:
     Returns:
         0 on success.
     """
+    if any(a == "--realtime" or a.startswith("--realtime=") for a in argv):
+        from .realtime import realtime_main
+
+        return realtime_main(list(argv))
     args = _parser().parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:

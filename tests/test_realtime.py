@@ -299,3 +299,24 @@ def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, 
     assert (table.fps > 0).all() and (table.latency_p95_ms >= table.latency_p50_ms).all()
     fig = R.plot_realtime_pareto(table)
     assert len(fig.axes[0].collections) >= len(table)
+
+
+# ------------------------------------------------------------------------------------------------ 30 FPS clips
+def test_phantom_clip_at_30_fps_with_ground_truth_and_realtime_replay(tmp_path):
+    from endolib import phantom as P
+    from endolib.video import read_video
+
+    raw = tmp_path / "raw"  # the clip needs only the phantom's parameters
+    raw.mkdir()
+    (raw / "phantom.json").write_text(json.dumps({"params": P.phantom_params("smoke")}))
+    path = P.write_clip("smoke", "OP23", raw_dir=raw)  # smoke: 2 s
+    frames, fps = read_video(path)
+    masks = P.read_clip_masks(path)
+    assert fps == 30 and frames.shape[0] == masks.shape[0] == 60 and masks.shape[1:] == frames.shape[1:3]
+    with_tissue = masks.reshape(60, -1).any(1)
+    assert with_tissue.any() and not with_tissue.all()  # tissue enters or leaves the view
+    mtime = path.stat().st_mtime_ns
+    assert P.write_clip("smoke", "OP23", raw_dir=raw) == path and path.stat().st_mtime_ns == mtime  # reused, not re-rendered
+    rep = R.RealtimeRunner(_SlowStage("cls", 0.0), _SlowStage("seg", 0.0)).run(path, pace=True)
+    assert rep.summary["frames_read"] == 60 and rep.summary["source_fps"] == 30 and rep.summary["end"] == "ended"
+    assert rep.summary["wall_s"] >= 59 / 30 * 0.95  # paced at the native rate

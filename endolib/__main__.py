@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # handled by their own parsers (see _PASS_THROUGH); listed here for --help
     b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
-                       "endolib.compute) or `bench stats ...` (bootstrap, endolib.stats), `bench realtime --profile P` (deployable "
-                       "variants, endolib.realtime)")
+                       "endolib.compute), `bench stats ...` (bootstrap, endolib.stats) or `bench realtime --profile P` "
+                       "(deployable variants, endolib.realtime)")
     b.add_argument("what", choices=["compute", "stats", "realtime"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     return ap

@@ -58,7 +58,8 @@ __all__ = [
     "QuantisationError", "cpu_features", "precision_plan", "deployable_run", "student_run", "bf16_module",
     "FrameCalibrationReader", "int8_plan", "quantise_int8", "ModelStage", "OnnxModelStage", "make_variant_stage",
     "distillation_loss", "LatestSlot", "RealtimeRunner", "RealtimeReport", "open_source", "run_realtime",
-    "evaluate_variant", "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto", "realtime_main", "bench_main",
+    "evaluate_variant", "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto",
+    "realtime_main", "bench_main",
 ]
 
 REALTIME_FILE = "realtime.csv"
@@ -532,7 +533,8 @@ class LatestSlot:
             self._cond.notify_all()
 
 
-def open_source(source, max_frames: int | None = None, timeout_s: float = STALL_S) -> tuple[Iterator[np.ndarray], float]:
+def open_source(source, max_frames: int | None = None,
+                timeout_s: float = STALL_S) -> tuple[Iterator[np.ndarray], float]:
     """Frames of a file, a capture device or a stream URL (anything PyAV opens), and its frame rate.
 
     ``source`` may also be a sequence of RGB frames (tests, in-memory clips; rate 30).

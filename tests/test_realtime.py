@@ -316,7 +316,26 @@ def test_phantom_clip_at_30_fps_with_ground_truth_and_realtime_replay(tmp_path):
     with_tissue = masks.reshape(60, -1).any(1)
     assert with_tissue.any() and not with_tissue.all()  # tissue enters or leaves the view
     mtime = path.stat().st_mtime_ns
-    assert P.write_clip("smoke", "OP23", raw_dir=raw) == path and path.stat().st_mtime_ns == mtime  # reused, not re-rendered
+    assert P.write_clip("smoke", "OP23", raw_dir=raw) == path
+    assert path.stat().st_mtime_ns == mtime  # reused, not re-rendered
     rep = R.RealtimeRunner(_SlowStage("cls", 0.0), _SlowStage("seg", 0.0)).run(path, pace=True)
     assert rep.summary["frames_read"] == 60 and rep.summary["source_fps"] == 30 and rep.summary["end"] == "ended"
     assert rep.summary["wall_s"] >= 59 / 30 * 0.95  # paced at the native rate
+
+
+def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkeypatch):
+    from endolib import render
+
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    p = render.get_profile("smoke")
+    with pytest.raises(FileNotFoundError, match="bench realtime --profile smoke"):
+        render._realtime(p, tmp_path)
+    rows = [{"classifier": "resnet18", "segmenter": "unet", "width": w, "precision": q, "backend": b,
+             "dsc": d, "dsc_drop": 0.0, "dsc_drop_lo": 0.0, "dsc_drop_hi": 0.0, "gate_auroc": 0.9, "fps": f,
+             "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)"}
+            for w, q, b, d, f in ((1.0, "fp32", "torch", 0.8, 3.0), (1.0, "int8", "onnxruntime", 0.79, 6.0),
+                                  (0.25, "fp32", "onnxruntime", np.nan, 30.0))]
+    (tmp_path / "results" / "smoke").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "smoke" / R.REALTIME_FILE, index=False)
+    assert render._realtime(p, tmp_path) == ["fig_realtime_pareto"]
+    assert (tmp_path / "runs" / "smoke" / "figures" / "fig_realtime_pareto.png").is_file()

@@ -318,6 +318,10 @@ def test_phantom_clip_at_30_fps_with_ground_truth_and_realtime_replay(tmp_path):
     mtime = path.stat().st_mtime_ns
     assert P.write_clip("smoke", "OP23", raw_dir=raw) == path
     assert path.stat().st_mtime_ns == mtime  # reused, not re-rendered
+    from endolib.video import phantom_clip
+
+    clip = phantom_clip("smoke", "OP23", raw_dir=raw)
+    assert clip.path == path and (clip.masks == masks).all() and clip.operation_id == "OP23"
     rep = R.RealtimeRunner(_SlowStage("cls", 0.0), _SlowStage("seg", 0.0)).run(path, pace=True)
     assert rep.summary["frames_read"] == 60 and rep.summary["source_fps"] == 30 and rep.summary["end"] == "ended"
     assert rep.summary["wall_s"] >= 59 / 30 * 0.95  # paced at the native rate

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import queue
@@ -93,6 +94,8 @@ ConstantOfShape Equal Range Clip HardSigmoid HardSwish Neg Tanh""".split())
 PERCENTILES = (50, 95)
 #: frames timed per variant by :func:`bench_realtime` (after ``bench_warmup`` untimed ones)
 BENCH_FRAMES = {"smoke": 6, "quick": 40, "paper": 100}
+#: frame rate of an in-memory source (and of the benchmark's simulated camera): the phantom clips' 30 FPS
+LIVE_FPS = 30.0
 #: seconds without a new frame after which a source counts as stalled
 STALL_S = 5.0
 #: the frame-rate target of issue 15 (paper: "25-40 FPS, suitable for real-time surgical video streams")
@@ -542,9 +545,7 @@ def open_source(source, max_frames: int | None = None,
     timeout. Returns ``(iterator of RGB uint8 (H, W, 3), fps)``.
     """
     if not isinstance(source, (str, Path)):
-        import itertools
-
-        return itertools.islice(iter(source), max_frames), 30.0
+        return itertools.islice(iter(source), max_frames), LIVE_FPS
     import av
 
     text = str(source)
@@ -615,9 +616,11 @@ class RealtimeRunner:
         self.gate, self.force_open, self.torch_threads = gate, force_open, torch_threads
 
     def run(self, source, live: bool = False, pace: bool = False, max_frames: int | None = None,
-            stall_s: float = STALL_S, progress: bool = False, keep_masks: bool = False) -> RealtimeReport:
+            stall_s: float = STALL_S, progress: bool = False, keep_masks: bool = False,
+            stop_after: int | None = None) -> RealtimeReport:
         """Process ``source`` (see :func:`open_source`); ``pace`` replays a file at its native rate (implies
-        live). Stops cleanly when the source ends or yields nothing for ``stall_s`` seconds."""
+        live). Stops cleanly when the source ends, yields nothing for ``stall_s`` seconds, or (``stop_after``)
+        once that many frames were processed (an endless live source, e.g. a camera in a benchmark)."""
         from .video import _sigmoid, preprocess
 
         frames_it, rate = open_source(source, max_frames, stall_s)
@@ -700,6 +703,12 @@ class RealtimeRunner:
                 threads[2].join(0.05)
                 bar.n = len(records)
                 bar.refresh()
+                if stop_after and not stop.is_set():
+                    with lock:
+                        n_done = sum("t_done" in r for r in records.values())
+                    if n_done >= stop_after:
+                        stop.set()
+                        slot_gate.close()  # frames already past the gate still finish
                 if not state["reader_done"] and time.perf_counter() - state["last_read"] > stall_s:
                     state["stalled"] = True  # the reader may be blocked inside the demuxer: stop without it
                     stop.set()
@@ -713,11 +722,13 @@ class RealtimeRunner:
         wall = time.perf_counter() - t_start
         with lock:
             df = pd.DataFrame(sorted(records.values(), key=lambda r: r["frame"]))
-        summary = self._summary(df, wall, rate, live, pace, slot_gate.dropped, slot_seg.dropped, state)
+        summary = self._summary(df, wall, rate, live, pace, slot_gate.dropped, slot_seg.dropped, state,
+                                bool(stop_after) and not state["stalled"] and len(df) > 0
+                                and sum(df.get("t_done", pd.Series(dtype=float)).notna()) >= stop_after)
         return RealtimeReport(df, summary, {"masks": masks} if keep_masks else {})
 
     def _summary(self, df: pd.DataFrame, wall: float, rate: float, live: bool, pace: bool, dropped_gate: int,
-                 dropped_seg: int, state: dict) -> dict:
+                 dropped_seg: int, state: dict, stop_requested: bool = False) -> dict:
         for col in ("t_done", "gate_open", "segmented", "classifier_ms", "segmenter_ms"):
             if col not in df:
                 df[col] = np.nan
@@ -726,7 +737,8 @@ class RealtimeRunner:
         seg_done = done[done["segmented"].eq(True)] if len(done) else done
         span = (done["t_done"].max() - df["t_read"].min()) if len(done) else float("nan")
         pct = {f"latency_p{q}_ms": float(np.percentile(lat, q)) if len(lat) else float("nan") for q in PERCENTILES}
-        end = "stalled" if state["stalled"] else ("error" if state["error"] else "ended")
+        end = "stalled" if state["stalled"] else ("error" if state["error"] else
+                                                  ("stopped" if stop_requested else "ended"))
         return {"frames_read": int(len(df)), "frames_processed": int(len(done)), "frames_segmented": int(len(seg_done)),
                 "dropped_gate": int(dropped_gate), "dropped_seg": int(dropped_seg),
                 "dropped": int(len(df) - len(done)), "fps": float(len(done) / span) if len(done) else 0.0,
@@ -943,8 +955,9 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
 
     Speed: paper-size models (``sizes`` = (classifier, segmenter) input sides, default the paper's 224 / 256;
     widths relative to the paper model, seeded random weights: speed does not depend on the weights) run through
-    :class:`RealtimeRunner` with the gate forced open (every frame with tissue: the worst case), every variant
-    in the same run; ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: the profile's
+    :class:`RealtimeRunner` with the gate forced open (every frame with tissue: the worst case) on a simulated
+    live camera at :data:`LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
+    until ``n_frames`` frames were segmented, every variant in the same run; ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: the profile's
     trained classifier and segmenter (:func:`deployable_run`) converted to the same precision, evaluated on the
     test set (:func:`evaluate_variant`), DSC drop against the fp32 pipeline with a paired bootstrap CI; widths
     below 1.0 use a distilled student (:func:`student_run`) if trained, else their accuracy is NaN (said).
@@ -983,7 +996,10 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
         runner = RealtimeRunner(gates[(prec, be)], seg_stage, force_open=True)
         if p.bench_warmup:
             runner.run(stream[:p.bench_warmup])
-        s = speed[(w, prec, be)] = runner.run(stream[p.bench_warmup:]).summary
+        # a live 30 FPS source (latest-frame policy) until n_frames were segmented: sustained FPS and latency
+        # from capture to mask as a camera would see them
+        s = speed[(w, prec, be)] = runner.run(itertools.cycle(stream[p.bench_warmup:]), pace=True,
+                                              stop_after=n_frames).summary
         if say is not None:
             say(f"  width {w:g} {prec}/{be}: {s['fps']:.1f} FPS, latency p50 {s['latency_p50_ms']:.0f} ms, p95 "
                 f"{s['latency_p95_ms']:.0f} ms (gate {s['classifier_ms_p50']:.1f} ms, segmenter "

@@ -217,6 +217,16 @@ def test_live_source_drops_frames_and_counts_them():
     assert s["latency_p50_ms"] >= 80 and s["latency_p95_ms"] >= s["latency_p50_ms"]
 
 
+def test_endless_live_source_stops_after_n_processed_frames():
+    import itertools
+
+    rep = R.RealtimeRunner(_SlowStage("cls", 0.0), _SlowStage("seg", 0.05)).run(itertools.cycle(_frames(3)),
+                                                                               pace=True, stop_after=5)
+    s = rep.summary
+    assert s["end"] == "stopped" and 5 <= s["frames_processed"] <= 7 and s["dropped"] > 0
+    assert s["fps"] < 1000 / 50 * 1.1  # bounded by the 50 ms segmenter, not by the 30 FPS source
+
+
 def test_file_at_full_speed_loses_nothing_and_pipelines_the_two_stages():
     cls, seg = _SlowStage("cls", 0.03), _SlowStage("seg", 0.03)
     rep = R.RealtimeRunner(cls, seg).run(_frames(12))

@@ -353,3 +353,13 @@ def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkey
     pd.DataFrame(rows).to_csv(tmp_path / "results" / "smoke" / R.REALTIME_FILE, index=False)
     assert render._realtime(p, tmp_path) == ["fig_realtime_pareto"]
     assert (tmp_path / "runs" / "smoke" / "figures" / "fig_realtime_pareto.png").is_file()
+
+
+def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_dataset, monkeypatch, one_thread):
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    lines = []
+    table = R.bench_realtime(R.get_profile("smoke", bench_warmup=0), widths=(1.0,), precisions=("fp32",),
+                             routes=(("fp32", "torch"),), sizes=(SIZE, SIZE), n_frames=2, classifier_width=0.125,
+                             data_dir=tiny_dataset, progress=False, say=lines.append)
+    assert len(table) == 1 and table.dsc.isna().all() and table.gate_auroc.isna().all() and (table.fps > 0).all()
+    assert any("accuracy not measured (NaN) for every variant" in s and "no trained resnet18 run" in s for s in lines)

@@ -1077,25 +1077,26 @@ def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS):
 
     paper_style()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    markers = {"fp32": "o", "bf16": "s", "int8": "^"}
+    markers = {("fp32", "torch"): ("o", "fp32 eager"), ("fp32", "onnxruntime"): ("D", "fp32 ONNX Runtime"),
+               ("bf16", "torch"): ("s", "bf16 autocast"), ("int8", "onnxruntime"): ("^", "int8 ONNX Runtime")}
     widths = sorted(table["width"].unique(), reverse=True)
     colour = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(widths)}
     known = table.dropna(subset=["dsc"])
     floor = (known["dsc"].min() - 0.05) if len(known) else 0.0
     for r in table.itertuples():
         y = r.dsc if not np.isnan(r.dsc) else floor
-        ax.scatter(r.fps, y, marker=markers.get(r.precision, "o"), s=40,
+        ax.scatter(r.fps, y, marker=markers.get((r.precision, r.backend), ("o", ""))[0], s=40,
                    facecolors=colour[r.width] if not np.isnan(r.dsc) else "none", edgecolors=colour[r.width])
-        ax.annotate(f"{r.backend}", (r.fps, y), fontsize=5, xytext=(3, 3), textcoords="offset points")
     ax.axvline(target_fps, color="grey", ls="--", lw=0.8)
+    ax.text(target_fps, ax.get_ylim()[1], f" {target_fps:g} FPS", fontsize=6, va="top", color="grey")
     for w in widths:
         ax.scatter([], [], color=colour[w], label=f"width {w:g}")
-    for prec, m in markers.items():
-        if prec in set(table["precision"]):
-            ax.scatter([], [], color="grey", marker=m, label=prec)
+    for key, (m, label) in markers.items():
+        if ((table["precision"] == key[0]) & (table["backend"] == key[1])).any():
+            ax.scatter([], [], color="grey", marker=m, label=label)
     if known.shape[0] < len(table):
         ax.axhline(floor, color="lightgrey", lw=0.6)
-        ax.scatter([], [], facecolors="none", edgecolors="grey", label="accuracy not measured")
+        ax.scatter([], [], facecolors="none", edgecolors="grey", label="accuracy not measured\n(no trained student)")
     machine = table["machine"].iloc[0].split(" (")[0] if len(table) else ""
     ax.set(xscale="log", xlabel="sustained FPS, frames with tissue (2 threads)",
            ylabel="two-stage DSC (frames with tissue)", title=f"Accuracy vs speed of deployable variants\n{machine}")

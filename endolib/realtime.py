@@ -958,7 +958,8 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     widths relative to the paper model, seeded random weights: speed does not depend on the weights) run through
     :class:`RealtimeRunner` with the gate forced open (every frame with tissue: the worst case) on a simulated
     live camera at :data:`LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
-    until ``n_frames`` frames were segmented, every variant in the same run; ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: the profile's
+    until ``n_frames`` frames were segmented, every variant in the same run; ``speedup_vs_eager`` is over the
+    fp32 eager paper-width pipeline. Accuracy: the profile's
     trained classifier and segmenter (:func:`deployable_run`) converted to the same precision, evaluated on the
     test set (:func:`evaluate_variant`), DSC drop against the fp32 pipeline with a paired bootstrap CI; widths
     below 1.0 use a distilled student (:func:`student_run`) if trained, else their accuracy is NaN (said).

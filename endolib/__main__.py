@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # handled by their own parsers (see _PASS_THROUGH); listed here for --help
     b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
-                       "endolib.compute), `bench stats ...` (bootstrap, endolib.stats) or `bench numerics ...` "
-                       "(how far trained numbers move under other floating-point numerics, endolib.repro)")
-    b.add_argument("what", choices=["compute", "stats", "numerics"])
+                       "endolib.compute), `bench stats ...` (bootstrap, endolib.stats), `bench numerics ...` "
+                       "(how far trained numbers move under other floating-point numerics, endolib.repro) or "
+                       "`bench realtime --profile P` (deployable variants, endolib.realtime)")
+    b.add_argument("what", choices=["compute", "stats", "numerics", "realtime"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     return ap
 
@@ -76,6 +77,7 @@ _PASS_THROUGH = {
     ("bench", "compute"): lambda: __import__("endolib.compute", fromlist=["bench_main"]).bench_main,
     ("bench", "stats"): lambda: __import__("endolib.stats", fromlist=["bench_main"]).bench_main,
     ("bench", "numerics"): lambda: __import__("endolib.repro", fromlist=["bench_numerics_main"]).bench_numerics_main,
+    ("bench", "realtime"): lambda: __import__("endolib.realtime", fromlist=["bench_main"]).bench_main,
 }
 
 

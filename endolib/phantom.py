@@ -1252,3 +1252,108 @@ class _VideoWriter:
             self.container.mux(packet)
         self.container.close()
         return False
+
+
+# ------------------------------------------------------------------------------------------------ 30 FPS clips
+#: real-frame-rate clips (issue 15): frame rate, length per profile (default CLIP_SECONDS["default"]) and the time
+#: between the camera's key poses; half of the key poses show neural tissue, so it enters and leaves the view
+CLIP_FPS = 30.0
+CLIP_SECONDS = {"smoke": 2.0, "default": 6.0}
+CLIP_KEY_INTERVAL_S = 1.0
+
+
+def clip_scene(params: dict, operation_id: str, seconds: float, key_interval_s: float = CLIP_KEY_INTERVAL_S) -> Scene:
+    """The scene of a short real-time clip of an operation: the operation's patient look and anatomy, a camera
+    moving continuously between key poses ``key_interval_s`` apart, half of them on neural tissue (at least one
+    with and one without).
+
+    Example:
+        >>> s = clip_scene(phantom_params("smoke"), "OP01", seconds=2.0)
+        >>> len(s.key_times), int(s.key_positive.sum())
+        (3, 1)
+    """
+    seed = int(params["seed"])
+    cohort = make_cohort(seed)
+    ops = cohort["operation_id"].astype(str).tolist()
+    if operation_id not in ops:
+        raise ValueError(f"operation {operation_id!r} is not in the phantom cohort (seed {seed}); valid: {ops}")
+    if seconds <= 0 or key_interval_s <= 0:
+        raise ValueError(f"seconds and key_interval_s must be > 0, got {seconds} and {key_interval_s}")
+    k = ops.index(operation_id)
+    op = cohort.iloc[k]
+    n_keys = max(2, int(round(seconds / key_interval_s)) + 1)
+    look = _make_look(np.random.default_rng([seed, 11, int(str(op["patient_id"])[1:])]))
+    return make_scene(op.to_dict(), int(params["size"]), n_keys, float(key_interval_s),
+                      seed=seed * 1000 + k + 500, look=look, positives=max(1, n_keys // 2))
+
+
+def clip_path(raw_dir: str | Path, operation_id: str, fps: float = CLIP_FPS) -> Path:
+    """``<phantom_raw>/clips/<OP>_<fps>fps.mp4``; the ground truth is ``..._masks.npz`` next to it."""
+    return Path(raw_dir) / "clips" / f"{operation_id}_{fps:g}fps.mp4"
+
+
+def write_clip(profile="smoke", operation_id: str | None = None, raw_dir: str | Path | None = None,
+               seconds: float | None = None, fps: float = CLIP_FPS, overwrite: bool = False) -> Path:
+    """Render a real-frame-rate clip of a phantom operation with per-frame ground truth (lazily: an existing clip
+    made with the same settings is reused).
+
+    Writes ``clips/<OP>_30fps.mp4`` (H.264), ``clips/<OP>_30fps_masks.npz`` (``masks``: bool (T, S, S), packed)
+    and ``clips/<OP>_30fps.json`` (the settings) under the phantom folder.
+
+    Args:
+        profile: whose phantom (``paths(profile).phantom_raw``; needs its ``phantom.json``).
+        operation_id: default the first test operation of the manifest.
+        raw_dir: the phantom folder (default ``paths(profile).phantom_raw``).
+        seconds: clip length (default :data:`CLIP_SECONDS` of the profile).
+        fps: frame rate.
+        overwrite: re-render even if a matching clip exists.
+
+    Returns:
+        The mp4 path.
+    """
+    prof = get_profile(profile)
+    raw = Path(raw_dir) if raw_dir is not None else paths(prof).phantom_raw
+    meta = raw / "phantom.json"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta}: no phantom here; generate it with notebook 01 "
+                                f"(`python -m endolib run --profile {prof.name} --only 01`)")
+    params = json.loads(meta.read_text()).get("params", {})
+    if operation_id is None:
+        manifest = pd.read_csv(raw / "manifest.csv")
+        test_ops = sorted(manifest.loc[manifest["split"] == "test", "operation_id"].astype(str))
+        if not test_ops:
+            raise ValueError(f"{raw / 'manifest.csv'}: no test operation")
+        operation_id = test_ops[0]
+    seconds = float(seconds or CLIP_SECONDS.get(prof.name, CLIP_SECONDS["default"]))
+    path = clip_path(raw, operation_id, fps)
+    settings = {"params": params, "operation_id": operation_id, "seconds": seconds, "fps": float(fps),
+                "key_interval_s": CLIP_KEY_INTERVAL_S}
+    info = path.with_suffix(".json")
+    masks_file = path.with_name(path.stem + "_masks.npz")
+    if not overwrite and path.is_file() and masks_file.is_file() and info.is_file() \
+            and json.loads(info.read_text()) == settings:
+        return path
+    scene = clip_scene(params, operation_id, seconds)
+    n = int(round(seconds * fps))
+    masks = np.zeros((n, scene.size, scene.size), dtype=bool)
+    tmp = path.with_name(path.stem + ".partial.mp4")
+    with _VideoWriter(tmp, fps, scene.size) as writer:
+        for j in range(n):
+            img, soft = render_frame(scene, j / fps)
+            masks[j] = soft > 0.5
+            writer.write(img)
+    np.savez_compressed(masks_file, masks=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
+    tmp.replace(path)  # the clip appears only when complete
+    info.write_text(json.dumps(settings, indent=2) + "\n")
+    return path
+
+
+def read_clip_masks(path: str | Path) -> np.ndarray:
+    """The per-frame ground truth of a clip written by :func:`write_clip`: bool ``(T, S, S)``."""
+    path = Path(path)
+    masks_file = path.with_name(path.stem + "_masks.npz")
+    if not masks_file.is_file():
+        raise FileNotFoundError(f"{masks_file}: no ground truth for {path} (make the clip with phantom.write_clip)")
+    with np.load(masks_file) as z:
+        shape = tuple(int(v) for v in z["shape"])
+        return np.unpackbits(z["masks"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)

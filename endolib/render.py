@@ -16,6 +16,7 @@ figures                        reads
 ``fig8_*``, ``fig_table2_*``
 ``fig_video_frames``,          the phantom's first test-operation video run through the saved ResNet-18 and
 ``fig_video_timeline``         U-Net checkpoints (inference only, as notebook 07)
+``fig_realtime_pareto``        ``results/<profile>/realtime.csv`` (``python -m endolib bench realtime``)
 =============================  ==========================================================================
 
 A group whose inputs are missing is reported (with the reason and the command that makes them) and the others
@@ -148,6 +149,15 @@ def _video(p: Profile, data_dir: Path) -> list[str]:
             _save(plot_video_timeline(per_frame, float(clip.fps), settings), "fig_video_timeline", p)]
 
 
+def _realtime(p: Profile, data_dir: Path) -> list[str]:
+    from .realtime import REALTIME_FILE, plot_realtime_pareto
+
+    f = paths(p).results / REALTIME_FILE
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} is missing; make it with `python -m endolib bench realtime --profile {p.name}`")
+    return [_save(plot_realtime_pareto(pd.read_csv(f)), "fig_realtime_pareto", p)]
+
+
 #: Figure groups in rendering order: (group name, renderer ``(profile, data_dir) -> saved figure names``).
 GROUPS: tuple[tuple[str, Callable[[Profile, Path], list[str]]], ...] = (
     ("data montage (01)", _montage),
@@ -156,6 +166,7 @@ GROUPS: tuple[tuple[str, Callable[[Profile, Path], list[str]]], ...] = (
     ("computational load (05)", _compute),
     ("qualitative and pipeline (06)", _qualitative),
     ("video (07)", _video),
+    ("real-time variants (bench realtime)", _realtime),
 )
 
 

@@ -61,7 +61,8 @@ __all__ = [
     "VideoWriter", "Smoothing", "parse_smooth", "parse_hysteresis", "Hysteresis", "EMA", "hysteresis_gate",
     "ema_filter", "preprocess", "TorchStage", "OnnxStage", "make_stage", "export_onnx", "onnx_path",
     "TwoStagePipeline", "FrameResult", "prob_to_mask", "overlay_mask", "annotate_video", "VideoReport",
-    "format_report", "OperationVideo", "phantom_video", "demo_video", "evaluate_video", "flicker", "smoothing_table",
+    "format_report", "OperationVideo", "phantom_video", "phantom_clip", "demo_video", "evaluate_video", "flicker",
+    "smoothing_table",
     "smoothing_settings",
     "frame_indices", "plot_video_frames", "plot_video_timeline", "compare_backends", "benchmark_backends",
     "video_main",
@@ -1096,9 +1097,32 @@ def phantom_video(profile: str = "smoke", operation_id: str | None = None, raw_d
     return OperationVideo(path, operation_id, fps, frames, masks, str(split.iloc[0]) if len(split) else "")
 
 
+def phantom_clip(profile: str = "smoke", operation_id: str | None = None, raw_dir: str | Path | None = None
+                 ) -> OperationVideo:
+    """A 30 FPS phantom clip of an operation with per-frame ground truth (:func:`endolib.phantom.write_clip`:
+    continuous camera motion, tissue entering and leaving; rendered on first use into ``phantom_raw/clips/``).
+
+    Example:
+        >>> clip = phantom_clip("smoke")  # doctest: +SKIP
+        >>> float(clip.fps), clip.frames.shape[0] == clip.masks.shape[0]  # doctest: +SKIP
+        (30.0, True)
+    """
+    from .phantom import read_clip_masks, write_clip
+
+    path = write_clip(profile, operation_id, raw_dir=raw_dir)
+    frames, fps = read_video(path)
+    masks = read_clip_masks(path)
+    if masks.shape != frames.shape[:3]:
+        raise ValueError(f"{path}: {len(frames)} frames of {frames.shape[1:3]} but ground truth {masks.shape}; "
+                         f"re-render it (phantom.write_clip(overwrite=True))")
+    op = path.stem.split("_")[0]
+    return OperationVideo(path, op, fps, frames, masks, "test" if operation_id is None else "")
+
+
 def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video: str | Path | None = None,
-               progress: bool = False) -> OperationVideo:
-    """The video of notebook 07: a user's file (no ground truth) or a phantom operation video with ground truth.
+               progress: bool = False, clip: bool = True) -> OperationVideo:
+    """The video of notebook 07: a user's file (no ground truth) or a phantom operation with ground truth: its
+    30 FPS clip (``clip=True``, :func:`phantom_clip`) or its time-lapse operation video (:func:`phantom_video`).
 
     Args:
         profile: whose phantom.
@@ -1106,6 +1130,7 @@ def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video
             the first test operation of the phantom's manifest, the same operation for the phantom).
         video: a video file; when given, ``data_dir`` is not used and ``masks`` is None.
         progress: tqdm bar while rendering the ground truth.
+        clip: the 30 FPS clip (default) instead of the operation's time-lapse video.
 
     Example:
         >>> clip = demo_video("smoke")  # doctest: +SKIP
@@ -1124,6 +1149,8 @@ def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video
         if not test_ops:
             raise ValueError(f"{data_dir}: the prepared dataset has no test operation")
         operation_id = test_ops[0]
+    if clip:
+        return phantom_clip(profile, operation_id)
     return phantom_video(profile, operation_id=operation_id, progress=progress)
 
 
@@ -1326,7 +1353,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def video_main(argv: list[str]) -> int:
-    """``python -m endolib video IN --out OUT.mp4 --classifier RUN --segmenter RUN [...]`` (see ``--help``).
+    """``python -m endolib video IN --out OUT.mp4 --classifier RUN --segmenter RUN [...]`` (see ``--help``);
+    ``python -m endolib video --realtime IN ...`` runs the threaded real-time runtime (:mod:`endolib.realtime`).
 
     Bad input (not a video, zero frames, a run without checkpoint) raises ValueError/FileNotFoundError with a
     message naming the file; ``python -m endolib`` prints it and exits with status 2.
@@ -1334,6 +1362,10 @@ def video_main(argv: list[str]) -> int:
     Returns:
         0 on success.
     """
+    if any(a == "--realtime" or a.startswith("--realtime=") for a in argv):
+        from .realtime import realtime_main
+
+        return realtime_main(list(argv))
     args = _parser().parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:

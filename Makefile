@@ -59,9 +59,9 @@ site-test: setup
 	echo "make site-test: $$(( $$(date +%s) - start )) s after installation"; exit $$status
 
 # JupyterLab on the notebooks with the project's environment (profile smoke by default; README "Reading and
-# rerunning interactively").
+# rerunning interactively"). As root (containers) it adds --allow-root; more options: LAB_ARGS="--no-browser".
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf runs data results/smoke

@@ -244,7 +244,7 @@ def write_sources(profile: str, src_dir: str | Path | None = None) -> dict:
         shutil.copy2(f, src / "_figures" / f.name)
         rec, current = output_rec(f)
         stale = "" if current or not rec else " The file changed after that run."
-        parts.append(f"```{{figure}} _figures/{f.name}\n:name: fig-{f.stem}\n:width: 95%\n\n"
+        parts.append(f"## {f.stem}\n\n```{{figure}} _figures/{f.name}\n:name: fig-{f.stem}\n:width: 75%\n\n"
                      f"`{f.stem}`: {_job_line(rec)}.{stale}\n```\n")
     (src / "figures.md").write_text("\n".join(parts))
 

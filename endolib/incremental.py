@@ -204,8 +204,19 @@ class Tracker:
         files = sorted({f for name, rec in self.state.items() if rec.get("notebook") == notebook
                         for f in rec.get("outputs", {}).get("files", {})})
         if not any(rec.get("notebook") == notebook for rec in self.state.values()):
-            files = sorted(str(f) for f in prov.snapshot(self._watched()) if not f.endswith("provenance.json"))
-        return _sha({f: (prov.sha256_file(f) if Path(f).exists() else None) for f in files})
+            files = sorted(self._rel(f) for f in prov.snapshot(self._watched()) if not f.endswith("provenance.json"))
+        return _sha({f: (prov.sha256_file(self._abs(f)) if self._abs(f).exists() else None) for f in files})
+
+    def _rel(self, path) -> str:
+        """A path as recorded in the build state: relative to the repository root when inside it."""
+        try:
+            return Path(path).resolve().relative_to(self.p.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _abs(self, recorded: str) -> Path:
+        path = Path(recorded)
+        return path if path.is_absolute() else self.p.root / path
 
     def _output_trees(self, job) -> dict[str, Path]:
         trees = {}
@@ -233,13 +244,13 @@ class Tracker:
             return Decision(False, ", ".join(changed))
         outs = rec.get("outputs", {})
         for f, sha in outs.get("files", {}).items():
-            if not Path(f).exists():
-                return Decision(False, f"output missing: {_short(f)}")
-            if prov.sha256_file(f) != sha:
-                return Decision(False, f"output modified since: {_short(f)}")
+            if not self._abs(f).exists():
+                return Decision(False, f"output missing: {f}")
+            if prov.sha256_file(self._abs(f)) != sha:
+                return Decision(False, f"output modified since: {f}")
         for name, (folder, fp) in outs.get("trees", {}).items():
-            if prov.tree_fingerprint(folder) != fp:
-                return Decision(False, f"{name} {_short(folder)} missing or modified since")
+            if prov.tree_fingerprint(self._abs(folder)) != fp:
+                return Decision(False, f"{name} {folder} missing or modified since")
         return Decision(True, f"inputs unchanged since {rec.get('finished_utc', '?')} "
                               f"({', '.join(k.replace('after:', 'outputs of ') for k in sorted(inputs))})")
 
@@ -258,8 +269,8 @@ class Tracker:
         changed = [f for f in prov.changed_files(self._before, prov.snapshot(self._watched()))
                    if not f.endswith(("provenance.json", ".tmp"))]
         executed = Path(executed)
-        files = {f: prov.sha256_file(f) for f in changed + ([str(executed)] if executed.exists() else [])}
-        trees = {name: (str(folder), prov.tree_fingerprint(folder))
+        files = {self._rel(f): prov.sha256_file(f) for f in changed + ([str(executed)] if executed.exists() else [])}
+        trees = {name: (self._rel(folder), prov.tree_fingerprint(folder))
                  for name, folder in self._output_trees(job).items()}
         inputs = self._job_inputs.get(job.output_name) or self.inputs(job)
         # the inputs are those seen before the job ran; 01 writes its own dataset, so nothing it reads changed
@@ -289,9 +300,3 @@ class Tracker:
                                  data_dir if data_dir and data_dir.exists() else None, runs, executed)
         prov.update_provenance(self.provenance_file, record, changed)
 
-
-def _short(path) -> str:
-    try:
-        return Path(path).resolve().relative_to(paths("smoke").root).as_posix()
-    except ValueError:
-        return str(path)

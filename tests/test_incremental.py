@@ -146,6 +146,8 @@ def test_failed_or_interrupted_job_is_not_recorded(study):
     assert [r.job.notebook for r in results if not r.ok] == ["06_figures"]
     state = json.loads((paths("smoke", root).runs / incremental.STATE_FILE).read_text())["jobs"]
     assert "06_figures.ipynb" not in state and "04_evaluation.ipynb" in state
+    recorded = [f for rec in state.values() for f in rec["outputs"]["files"]]
+    assert "results/smoke/table3_classifiers.csv" in recorded and not any(f.startswith("/") for f in recorded)
     assert go()[0] == ["06_figures.ipynb"]
 
 

@@ -131,8 +131,8 @@ def model_card(profile: str = "quick", root: str | Path | None = None) -> str:
                 paper_p, paper_g = TABLE5[model]["params_m"], TABLE5[model]["gflops"]
                 lines += [f"At the paper's width and input size: {r['params_m']:.2f} M parameters, {r['gflops']:.2f}"
                           f" GFLOPs (paper: {paper_p} M, {paper_g} GFLOPs; Table 5). Build:"
-                          f" `endolib.models.create_model(\"{model}\")`; trained weights: `runs/{profile}/{model}/`"
-                          " after `make paper`.", ""]
+                          f" `endolib.models.create_model(\"{model}\")`; trained weights:"
+                          f" `runs/{profile}/{model}/seed<s>/model.safetensors` after `make paper`.", ""]
             lines += ["| metric (test set) | ours, phantom (95% CI) | paper, clinical (95% CI) |", "|---|---|---|"]
             lines += _metric_rows(ours, theirs, model, metrics)
             lines.append("")

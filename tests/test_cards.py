@@ -40,3 +40,15 @@ def test_data_card_table1_matches_the_committed_table():
     assert with_table1(card, table) == card, \
         f"{DATA_CARD_PATH}: Table 1 block is out of date with results/quick/table1.csv: run `python -m endolib.cards`"
     assert "| patients | 22 | 6 |" in table
+
+
+def test_citation_cff_names_the_paper_and_the_software():
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software" and cff["authors"]
+    paper = cff["preferred-citation"]
+    assert paper["type"] == "article"
+    assert paper["title"] in (ROOT / "README.md").read_text()  # the README's title cites the same paper
+    assert [a["family-names"] for a in paper["authors"]] == ["Rhee", "Lee", "Chang", "Chang", "Kim"]
+    assert cff["version"] == __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -275,6 +275,7 @@ def write_sources(profile: str, src_dir: str | Path | None = None) -> dict:
     (src / "conf.py").write_text(_CONF.format(profile=profile, commit=_short(commit)))
     (src / "_static").mkdir(exist_ok=True)
     (src / "_static" / "endolib.css").write_text(_CSS)
+    (src / "_static" / "favicon.svg").write_text(_FAVICON)
     return {"notebooks": [n for n, _ in nb_pages], "tables": [n for n, _ in table_pages],
             "figures": [f.name for f in figures]}
 
@@ -315,6 +316,8 @@ html_last_updated_fmt = None
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 html_static_path = ["_static"]
 html_css_files = ["endolib.css"]
+html_favicon = "_static/favicon.svg"  # else browsers ask for /favicon.ico and get a 404
+html_context = {{"default_mode": "light"}}  # the theme logs an error for an unset mode on a fresh browser
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.xref_missing", "misc.highlighting_failure"]
 '''
 
@@ -324,6 +327,10 @@ _CSS = """/* endolib.site: wide result tables get the whole page width */
 .bd-main .bd-content .bd-article-container { max-width: 100%; }
 table.endolib-table td, table.endolib-table th { white-space: nowrap; padding: 0.2rem 0.5rem; }
 """
+
+
+_FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" '
+            'fill="#b03a2e"/><path d="M4 9c2-4 6-4 8 0" stroke="#f4e3b5" stroke-width="2" fill="none"/></svg>\n')
 
 
 def build_site(profile: str = "quick", out_dir: str | Path | None = None, quiet: bool = True) -> Path:

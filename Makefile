@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 NBVAL  := --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=600
 
-.PHONY: setup paper test unit figures clean distclean
+.PHONY: setup paper test unit figures site site-test chromium lab clean distclean
 
 setup: $(STAMP)
 
@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
+# Reruns only the notebooks whose inputs changed (endolib.incremental; FORCE=1 reruns all). After a quick run the
+# model card and the data card's Table 1 are regenerated from the new tables (endolib.cards).
 paper: setup
-	$(PY) -m endolib run --profile $(PROFILE)
+	$(PY) -m endolib run --profile $(PROFILE) $(if $(FORCE),--force,)
+	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib.cards; fi
 
 # Unit tests, then every notebook under nbval; then the notebook tests and the trained-number checks again with the
 # floating-point numerics perturbed (endolib.repro.PERTURBED_NUMERICS), so a test that would fail on another CPU
@@ -37,6 +40,32 @@ unit: setup
 
 figures: setup
 	$(PY) -m endolib figures --profile $(PROFILE)
+
+# The study's website from the executed notebooks of the last `make paper` (nothing is re-executed):
+# runs/$(PROFILE)/site/index.html (docs/site.md).
+site: setup
+	$(PY) -m endolib site --profile $(PROFILE)
+
+# Debian's Chromium and its driver for the browser test (needs root; never installed at import time).
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "chromium: $$(chromium --version 2>/dev/null)"; \
+	else apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver; fi
+
+# The website in a real browser (CI: `make site-test PROFILE=smoke` after `make test`): runs the study (only what
+# changed), builds the site, opens every page in headless Chromium. Skipped with a message without Chromium.
+site-test: setup
+	@$(MAKE) --no-print-directory chromium || echo "site-test: cannot install chromium; the browser test will be skipped"
+	@start=$$(date +%s); \
+	$(PY) -m endolib run --profile $(PROFILE) --no-progress && \
+	$(PY) -m endolib site --profile $(PROFILE) && \
+	ENDOLIB_SITE_PROFILE=$(PROFILE) $(PY) -m pytest tests_site -v -rs; status=$$?; \
+	echo "make site-test: $$(( $$(date +%s) - start )) s after installation"; exit $$status
+
+# JupyterLab on the notebooks with the project's environment (profile smoke by default; README "Reading and
+# rerunning interactively"). As root (containers) it adds --allow-root; more options: LAB_ARGS="--no-browser".
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf runs data results/smoke

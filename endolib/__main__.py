@@ -1,4 +1,4 @@
-"""Command line: ``python -m endolib {run,strip,bench,video,figures} ...`` (``--help`` on each)."""
+"""Command line: ``python -m endolib {run,strip,bench,video,figures,site} ...`` (``--help`` on each)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,8 @@ def _cmd_run(args) -> int:
     extra = {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
-    results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress)
+    results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress,
+                  force=args.force)
     print(format_summary(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restrict notebooks 02/03 to these architectures")
     r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom")
     r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    r.add_argument("--force", action="store_true",
+                   help="rerun every notebook, even those whose inputs are unchanged (endolib.incremental)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("strip", help="remove execution noise from stored notebooks")
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "`bench realtime --profile P` (deployable variants, endolib.realtime)")
     b.add_argument("what", choices=["compute", "stats", "numerics", "realtime"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
+    sub.add_parser("site", help="build the study's website from the executed notebooks (endolib.site)")
     return ap
 
 
@@ -78,6 +82,7 @@ _PASS_THROUGH = {
     ("bench", "stats"): lambda: __import__("endolib.stats", fromlist=["bench_main"]).bench_main,
     ("bench", "numerics"): lambda: __import__("endolib.repro", fromlist=["bench_numerics_main"]).bench_numerics_main,
     ("bench", "realtime"): lambda: __import__("endolib.realtime", fromlist=["bench_main"]).bench_main,
+    ("site",): lambda: __import__("endolib.site", fromlist=["site_main"]).site_main,
 }
 
 

@@ -3,7 +3,9 @@
 ``python -m endolib run --profile quick`` runs the whole study; ``--only 03 --arch unet`` runs a part.
 Notebooks 02 and 03 run once per architecture (the ``arch`` papermill parameter). A failed run is reported
 and the runner goes on with the others; the summary says what passed, failed and how long each took,
-and is saved as ``runs/<profile>/summary.csv``.
+and is saved as ``runs/<profile>/summary.csv``. A job whose inputs are unchanged since its last successful run is
+skipped (``endolib.incremental``; ``force=True`` reruns everything) and each executed job's tables and figures are
+recorded in ``results/<profile>/provenance.json`` (``endolib.provenance``).
 
 Example:
     >>> [j.output_name for j in plan("smoke", only=["03"], archs=["unet", "aunet"])]
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import CLASSIFIERS, PROFILES, SEGMENTERS, paths
+from .incremental import Tracker
 
 __all__ = ["NOTEBOOKS", "PER_ARCH", "Job", "Result", "plan", "run", "strip_notebook", "format_summary"]
 
@@ -52,6 +55,7 @@ class Result:
     ok: bool
     seconds: float
     error: str = ""
+    skipped: str = ""  # why the job was skipped (incremental rebuild); empty when it ran
 
 
 def _resolve(only: list[str] | None) -> list[str]:
@@ -105,7 +109,7 @@ def _error_line(exc: BaseException) -> str:
 
 def run(profile: str, only: list[str] | None = None, archs: list[str] | None = None, extra: dict | None = None,
         notebooks_dir: str | Path | None = None, output_dir: str | Path | None = None,
-        progress: bool = True, execute=None) -> list[Result]:
+        progress: bool = True, execute=None, force: bool = False, track: bool = True) -> list[Result]:
     """Execute the planned notebooks with papermill; go on past failures.
 
     Args:
@@ -114,6 +118,8 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
         output_dir: where executed copies go (default ``runs/<profile>/``).
         progress: show papermill's per-cell progress bar.
         execute: the executor, ``execute(input_path, output_path, parameters, cwd)``; default papermill.
+        force: rerun every job even if its inputs are unchanged.
+        track: skip up-to-date jobs and record build state and provenance (:class:`endolib.incremental.Tracker`).
 
     Returns:
         One :class:`Result` per job, in order.
@@ -129,8 +135,18 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
         execute = _papermill_executor(progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    tracker = Tracker(profile, nb_dir, out_dir, force=force) if track else None
     for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.output_name} ...", flush=True)
+        if tracker is not None:  # incremental rebuild: skip a job whose inputs and outputs are unchanged
+            decision = tracker.decide(job)
+            if decision.skip:
+                print(f"[{i}/{len(jobs)}] {job.output_name}: skipped, {decision.reason}", flush=True)
+                results.append(Result(job, True, 0.0, skipped=decision.reason))
+                continue
+            print(f"[{i}/{len(jobs)}] {job.output_name} ... (runs: {decision.reason})", flush=True)
+            tracker.started(job)
+        else:
+            print(f"[{i}/{len(jobs)}] {job.output_name} ...", flush=True)
         t0 = time.perf_counter()
         try:
             execute(nb_dir / f"{job.notebook}.ipynb", out_dir / job.output_name, job.parameters, nb_dir)
@@ -140,6 +156,8 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
         except Exception as exc:  # noqa: BLE001 - a failed notebook is reported, the others still run
             results.append(Result(job, False, time.perf_counter() - t0, _error_line(exc)))
             print(f"    FAILED: {results[-1].error}", flush=True)
+        if tracker is not None:
+            tracker.finished(job, results[-1].ok, results[-1].seconds, out_dir / job.output_name)
     _save_summary(results, out_dir / "summary.csv")
     return results
 
@@ -158,7 +176,8 @@ def _save_summary(results: list[Result], path: Path) -> None:
     import pandas as pd
 
     cols = ["notebook", "status", "seconds", "error"]
-    rows = pd.DataFrame([{"notebook": r.job.output_name, "status": "passed" if r.ok else "failed",
+    rows = pd.DataFrame([{"notebook": r.job.output_name,
+                          "status": "skipped" if r.skipped else "passed" if r.ok else "failed",
                           "seconds": round(r.seconds, 1), "error": r.error} for r in results], columns=cols)
     if path.exists():  # a partial run (--only) updates its own rows and keeps the others
         old = pd.read_csv(path, keep_default_na=False)
@@ -171,13 +190,16 @@ def format_summary(results: list[Result]) -> str:
     width = max([len(r.job.output_name) for r in results] + [8])
     lines = [f"{'notebook':<{width}}  status   seconds", "-" * (width + 19)]
     for r in results:
-        lines.append(f"{r.job.output_name:<{width}}  {'passed' if r.ok else 'FAILED':<7} {r.seconds:8.1f}"
+        status = "skipped" if r.skipped else "passed" if r.ok else "FAILED"
+        lines.append(f"{r.job.output_name:<{width}}  {status:<7} {r.seconds:8.1f}"
                      + (f"   {r.error}" if r.error else ""))
     n_fail = sum(not r.ok for r in results)
+    n_skip = sum(bool(r.skipped) for r in results)
     total = sum(r.seconds for r in results)
     train = sum(r.seconds for r in results if r.job.notebook in PER_ARCH)
     lines.append("-" * (width + 19))
-    lines.append(f"{len(results) - n_fail} passed, {n_fail} failed in {total:.1f} s "
+    lines.append(f"{len(results) - n_fail - n_skip} passed, {n_fail} failed" + (f", {n_skip} skipped" if n_skip else "")
+                 + f" in {total:.1f} s "
                  f"(training notebooks 02/03: {train:.1f} s)")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ from endolib.train import (FINAL_FOLD, FrameDataset, FrameSet, NonFiniteLossErro
 
 def _settings(data_dir, tmp_path, arch="unet", name="run", **kw):
     kw.setdefault("num_threads", 1)
-    return training_settings(arch, "smoke", data_dir=data_dir, run_dir=tmp_path / name,
+    return training_settings(arch, "smoke", data_dir=data_dir, model_dir=tmp_path / name,
                              figures_dir=tmp_path / "figures", **kw)
 
 
@@ -142,10 +142,13 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_
     s = _settings(tiny_dataset, tmp_path, name="resumed", **kw)
     with pytest.raises(Interrupt):
         train_model(s, progress=False, on_epoch_end=stop_after_three)
-    assert (s.run_dir / "resume.pt").exists() and not (s.run_dir / "model.safetensors").exists()
+    # the first unit (trial 0, fold 0) is finished, the second has a one-epoch checkpoint
+    assert (T.unit_dir(s, 0, 0) / "unit.json").exists() and not (T.unit_dir(s, 0, 0) / "resume.pt").exists()
+    assert (T.unit_dir(s, 0, 1) / "resume.pt").exists() and not (T.unit_dir(s, 0, 1) / "unit.json").exists()
+    assert not (s.run_dir / "model.safetensors").exists()
     after = []
     resumed = train_model(s, progress=False, on_epoch_end=after.append)
-    assert not (s.run_dir / "resume.pt").exists()
+    assert not list(s.run_dir.glob("units/*/resume.pt"))
     assert len(after) == len(full.history) - 3  # it continued; the first three epochs were not redone
 
     a, b = load_file(full.run_dir / "model.safetensors"), load_file(s.run_dir / "model.safetensors")
@@ -209,9 +212,9 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny_dataset, tmp_path
     with pytest.raises(NonFiniteLossError, match=r"non-finite training \(batch \d+\) loss .* epoch 2 .*"
                                                  r"last good checkpoint .* epoch 1\) is kept"):
         train_model(s, progress=False, on_epoch_end=after_epoch)
-    ckpt = torch.load(s.run_dir / "resume.pt", weights_only=True)
-    assert ckpt["current"]["epoch"] == 1 and len(ckpt["history"]) == 1
-    assert all(torch.isfinite(v).all() for v in ckpt["current"]["model"].values() if v.is_floating_point())
+    ckpt = torch.load(T.unit_dir(s, 0, 0) / "resume.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (s.run_dir / "model.safetensors").exists()
 
 

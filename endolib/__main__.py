@@ -13,7 +13,8 @@ def _cmd_run(args) -> int:
     extra = {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
-    results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress)
+    results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress,
+                  scheduler=args.scheduler, retries=args.retries, timeout=args.timeout)
     print(format_summary(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restrict notebooks 02/03 to these architectures")
     r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom")
     r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    r.add_argument("--scheduler", default="serial", metavar="SPEC",
+                   help="serial (default: the notebooks train), local[:N] (N one-thread Dask workers here), "
+                        "slurm[:N] (dask-jobqueue, N worker jobs, docs/jobqueue.yaml) or tcp://HOST:PORT (a running "
+                        "Dask scheduler): every training unit runs on Dask before notebooks 02/03")
+    r.add_argument("--retries", type=int, default=1, help="Dask: extra attempts of a failed or lost task")
+    r.add_argument("--timeout", type=float, default=10.0, help="Dask: seconds to wait for a scheduler address")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("strip", help="remove execution noise from stored notebooks")
@@ -63,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # handled by their own parsers (see _PASS_THROUGH); listed here for --help
     b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
-                       "endolib.compute) or `bench stats ...` (bootstrap, endolib.stats)")
-    b.add_argument("what", choices=["compute", "stats"])
+                       "endolib.compute), `bench stats ...` (bootstrap, endolib.stats) or `bench epoch ...` "
+                       "(seconds per training epoch and the study's compute estimate, endolib.train)")
+    b.add_argument("what", choices=["compute", "stats", "epoch"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     return ap
 
@@ -74,6 +82,7 @@ _PASS_THROUGH = {
     ("video",): lambda: __import__("endolib.video", fromlist=["video_main"]).video_main,
     ("bench", "compute"): lambda: __import__("endolib.compute", fromlist=["bench_main"]).bench_main,
     ("bench", "stats"): lambda: __import__("endolib.stats", fromlist=["bench_main"]).bench_main,
+    ("bench", "epoch"): lambda: __import__("endolib.train", fromlist=["bench_epoch_main"]).bench_epoch_main,
 }
 
 
@@ -89,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

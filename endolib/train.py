@@ -74,8 +74,9 @@ __all__ = [
     "bce_loss",
     "patient_folds", "fold_table", "sample_trials", "train_model", "TrainResult", "predict", "load_run",
     "plot_learning_curve", "plot_run_learning_curve", "TrainingData", "prepare_data", "train_unit", "unit_dir",
-    "unit_name", "search_units", "load_unit", "final_unit", "train_final_unit", "finish_run", "train_seeds",
-    "SeedResults", "save_learning_curves", "load_learning_curves", "plot_seed_learning_curves",
+    "unit_name", "search_units", "load_unit", "unit_fingerprint", "final_unit", "train_final_unit", "finish_run", "train_seeds",
+    "SeedResults", "save_learning_curves", "load_learning_curves", "plot_seed_learning_curves", "study_units",
+    "bench_epoch",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -768,6 +769,14 @@ def load_unit(settings: TrainSettings, trial: int, fold: int, fingerprint: str |
     return rec
 
 
+def unit_fingerprint(settings: TrainSettings, data: TrainingData, trial: int, fold: int,
+                     epochs: int | None = None) -> str:
+    """What a finished unit must match to be reused: the run's settings and data, the unit and its epochs."""
+    epochs = settings.epochs if epochs is None else epochs
+    return hashlib.sha256(json.dumps([data.fingerprint(settings), trial, fold, int(epochs), data.trials[trial]],
+                                     sort_keys=True, default=str).encode()).hexdigest()
+
+
 def train_unit(settings: TrainSettings, trial: int, fold: int, epochs: int | None = None,
                data: TrainingData | None = None, progress: bool = True,
                on_epoch_end: Callable[[dict], None] | None = None) -> dict:
@@ -810,8 +819,7 @@ def train_unit(settings: TrainSettings, trial: int, fold: int, epochs: int | Non
             raise ValueError(f"fold {fold} does not exist: {s.arch} has {len(data.splits)} fold(s)")
         tr, va = data.splits[fold]
         train, val, epochs = data.part(tr), data.part(va), s.epochs
-    fp = hashlib.sha256(json.dumps([data.fingerprint(s), trial, fold, int(epochs), hp], sort_keys=True,
-                                   default=str).encode()).hexdigest()
+    fp = unit_fingerprint(s, data, trial, fold, epochs)
     done = load_unit(s, trial, fold, fp)
     if done is not None:
         return done
@@ -1545,3 +1553,113 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     model = create_model(cfg["arch"], **cfg["model_kwargs"])
     load_weights(model, run_dir / RUN_FILES["weights"], strict=True)
     return model.eval(), cfg
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+#: The paper's training-validation set (Table 1): frames and frames with neural tissue. ``bench epoch`` sizes an
+#: epoch with these numbers, so the estimate is for the paper's data, not the phantom.
+PAPER_TRAIN_FRAMES, PAPER_TRAIN_POSITIVE = 4661, 2307
+
+
+def study_units(profile: Profile) -> dict:
+    """Units per model and training seed, and for the whole study, of a profile: ``max(1, search_trials)`` x
+    ``folds`` search units, plus one final retraining when ``folds > 1``.
+
+    Example:
+        >>> study_units(get_profile("paper"))
+        {'per_seed': 31, 'per_model': 93, 'study': 1023}
+    """
+    per_seed = max(1, profile.search_trials) * profile.folds + (1 if profile.folds > 1 else 0)
+    return {"per_seed": per_seed, "per_model": per_seed * profile.seeds, "study": per_seed * profile.seeds * len(MODELS)}
+
+
+def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, warmup: int = 1,
+                device: str | None = None, num_threads: int | None = None) -> dict:
+    """Seconds per training epoch of ``arch`` at ``profile`` size on this machine, and the study's cost.
+
+    Times ``batches`` training steps (forward, Dice/BCE loss, backward, Adam) on random frames at the profile's
+    input size and batch size after ``warmup`` steps; an epoch has as many batches as the paper's training data
+    give one search unit (a ``(folds - 1) / folds`` share of the training frames, the frames with tissue x
+    ``expand`` for segmenters). Validation passes are not timed (a forward pass over a third as many frames).
+
+    Returns:
+        dict with ``s_per_batch``, ``batches_per_epoch``, ``s_per_epoch``, ``units`` (per model, all seeds),
+        ``max_epochs`` and ``hours_per_model`` = units x max_epochs x s_per_epoch / 3600 (an upper bound:
+        early stopping ends many units sooner).
+    """
+    from .device import autocast, autocast_dtype, grad_scaler, resolve_device, set_threads
+
+    s = training_settings(arch, profile, device=device, num_threads=num_threads)
+    p = s.profile
+    threads = set_threads(p.num_threads)
+    dev = resolve_device(p.device)
+    amp = autocast_dtype(p.amp, dev)
+    torch.manual_seed(0)
+    model = create_model(arch, **s.model_kwargs).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    scaler = grad_scaler(dev, amp)
+    x = torch.randn(p.batch_size, 3, s.size, s.size, device=dev)
+    y = (torch.rand(p.batch_size, 1, s.size, s.size, device=dev) > 0.5).float() if s.task == "seg" else \
+        torch.randint(0, 2, (p.batch_size,), device=dev).float()
+
+    def step():
+        with autocast(dev, amp):
+            logits = _forward(model, x, s.task)
+        loss = _batch_loss(logits.float(), y, s.task, p.dice_eps)
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+        (scaler.step(opt), scaler.update()) if scaler else opt.step()
+
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    per_batch = (time.perf_counter() - t0) / batches
+    share = (p.folds - 1) / p.folds if p.folds > 1 else 1 - p.holdout_fraction
+    frames = PAPER_TRAIN_FRAMES if s.task == "cls" else PAPER_TRAIN_POSITIVE * p.expand
+    n_batches = math.ceil(frames * share / p.batch_size)
+    units = study_units(p)["per_model"]
+    return {"model": arch, "profile": p.name, "input_size": s.size, "batch_size": p.batch_size,
+            "device": str(dev), "amp": str(amp).replace("torch.", "") if amp else "off", "threads": threads,
+            "s_per_batch": per_batch, "batches_per_epoch": n_batches, "s_per_epoch": per_batch * n_batches,
+            "units": units, "max_epochs": s.epochs,
+            "hours_per_model": units * s.epochs * per_batch * n_batches / 3600}
+
+
+def bench_epoch_main(argv: list[str] | None = None) -> int:
+    """``python -m endolib bench epoch --model unet resnet18 --profile paper``: seconds per training epoch and
+    the study's compute estimate (units x epochs x seconds per epoch) on this machine."""
+    import argparse
+
+    from .config import PROFILES
+    from .repro import _cpu_name
+
+    ap = argparse.ArgumentParser(prog="python -m endolib bench epoch", description=bench_epoch_main.__doc__)
+    ap.add_argument("--model", nargs="+", default=["resnet18", "unet"], choices=list(MODELS))
+    ap.add_argument("--profile", default="paper", choices=list(PROFILES))
+    ap.add_argument("--batches", type=int, default=3, help="timed training steps per model")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default=None, help="auto, cpu, cuda (default: the profile's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's or all cores)")
+    args = ap.parse_args(argv)
+    if args.batches < 1:
+        raise ValueError("--batches must be >= 1")
+    from tqdm.auto import tqdm
+
+    rows = [bench_epoch(m, args.profile, args.batches, args.warmup, args.device, args.threads)
+            for m in tqdm(args.model, desc="bench epoch", leave=False)]
+    df = pd.DataFrame(rows)
+    u = study_units(get_profile(args.profile))
+    print(f"training cost at profile {args.profile} on {_cpu_name()} ({rows[0]['device']}, {rows[0]['threads']} "
+          f"thread(s)); epochs sized for the paper's {PAPER_TRAIN_FRAMES} training frames "
+          f"({PAPER_TRAIN_POSITIVE} with tissue)")
+    print(df.round({"s_per_batch": 3, "s_per_epoch": 1, "hours_per_model": 1}).to_string(index=False))
+    print(f"units: {u['per_seed']} per model and seed, {u['per_model']} per model, {u['study']} for the study; "
+          f"hours_per_model = units x max_epochs x s_per_epoch / 3600 (upper bound: early stopping and the "
+          f"shorter final retraining end many units sooner; validation passes not included)")
+    return 0

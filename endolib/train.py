@@ -88,6 +88,8 @@ RUN_FILES = {"config": "config.json", "weights": "model.safetensors", "resume": 
              "history": "history.csv", "environment": "environment.json", "predictions": "predictions.npz",
              "summary": "test_summary.json"}
 HISTORY_COLUMNS = ["trial", "fold", "epoch", "train_loss", "val_loss", "val_metric", "lr", "seconds"]
+TRIAL_COLUMNS = ("trial", "lr", "batch_size", "weight_decay", "mean_val_loss", "mean_val_metric", "mean_best_epoch",
+                 "chosen")
 _TASK_MODELS = {"cls": CLASSIFIERS, "seg": SEGMENTERS}
 _TASK_NAMES = {"cls": "classifier", "seg": "segmenter"}
 
@@ -1289,11 +1291,12 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
     s, p = settings, settings.profile
     data = data if data is not None else prepare_data(s, progress)
     fp = data.fingerprint(s)
+    if _finished(s, fp):  # also when the units folder was deleted afterwards to save space
+        trials = pd.DataFrame(json.loads((s.run_dir / RUN_FILES["config"]).read_text())["trials"])
+        return _load_result(s, data.folds_df, trials[list(TRIAL_COLUMNS)], figure)
     records = _search_records(s, data)
     trials_df = _trials_table(records, data.trials, s.task)
     chosen = int(trials_df.index[trials_df["chosen"]][0])
-    if _finished(s, fp):
-        return _load_result(s, data.folds_df, trials_df, figure)
     if p.folds > 1:
         _, final_epochs = final_unit(s, data)
         final_rec = load_unit(s, chosen, FINAL_FOLD)
@@ -1534,10 +1537,11 @@ def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_tria
 
 
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
-    """The trained model (eval mode) and ``config.json`` of a finished run folder.
+    """The trained model (eval mode, on the CPU) and ``config.json`` of a finished run folder: one training seed's
+    ``runs/<profile>/<model>/seed<s>/`` (``paths(p).run(model, s)``).
 
     Example:
-        >>> model, cfg = load_run("runs/quick/unet")    # doctest: +SKIP
+        >>> model, cfg = load_run(paths("quick").run("unet", 42))    # doctest: +SKIP
         >>> cfg["input_size"]                          # doctest: +SKIP
         64
     """
@@ -1547,6 +1551,10 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     run_dir = Path(run_dir)
     cfg_path = run_dir / RUN_FILES["config"]
     if not cfg_path.exists():
+        seeds = sorted(d.name for d in run_dir.glob("seed*") if (d / RUN_FILES["config"]).is_file())
+        if seeds:
+            raise FileNotFoundError(f"{run_dir}: this is a model folder with one run per training seed "
+                                    f"({', '.join(seeds)}); load one of them, e.g. {run_dir / seeds[0]}")
         raise FileNotFoundError(f"{cfg_path}: no finished training run here; train it with notebook "
                                 f"02/03 (`python -m endolib run --only 02 03`)")
     cfg = load_json(cfg_path)
@@ -1607,8 +1615,13 @@ def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, w
             logits = _forward(model, x, s.task)
         loss = _batch_loss(logits.float(), y, s.task, p.dice_eps)
         opt.zero_grad(set_to_none=True)
-        (scaler.scale(loss) if scaler else loss).backward()
-        (scaler.step(opt), scaler.update()) if scaler else opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
     for _ in range(warmup):
         step()

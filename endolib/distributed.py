@@ -224,7 +224,7 @@ def run_final(settings, *units) -> dict | None:
     from .train import FINAL_FOLD, final_unit, train_final_unit, unit_dir
 
     s = _worker_settings(settings)
-    fin = final_unit(s)
+    fin = _logged(s, "final retraining (choosing the trial)", s.run_dir / "final.log", lambda: final_unit(s))
     log = unit_dir(s, fin[0], FINAL_FOLD) / "unit.log"
     rec = _logged(s, f"final retraining (trial {fin[0]}, {fin[1]} epochs)", log,
                   lambda: train_final_unit(s, progress=False))

@@ -14,7 +14,7 @@ def _cmd_run(args) -> int:
     if args.data_dir:
         extra["data_dir"] = args.data_dir
     results = run(args.profile, only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress,
-                  force=args.force)
+                  force=args.force, scheduler=args.scheduler, retries=args.retries, timeout=args.timeout)
     print(format_summary(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
     r.add_argument("--force", action="store_true",
                    help="rerun every notebook, even those whose inputs are unchanged (endolib.incremental)")
+    r.add_argument("--scheduler", default="serial", metavar="SPEC",
+                   help="serial (default: the notebooks train), local[:N] (N one-thread Dask workers here), "
+                        "slurm[:N] (dask-jobqueue, N worker jobs, docs/jobqueue.yaml) or tcp://HOST:PORT (a running "
+                        "Dask scheduler): every training unit runs on Dask before notebooks 02/03")
+    r.add_argument("--retries", type=int, default=1, help="Dask: extra attempts of a failed or lost task")
+    r.add_argument("--timeout", type=float, default=10.0, help="Dask: seconds to wait for a scheduler address")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("strip", help="remove execution noise from stored notebooks")
@@ -67,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     # handled by their own parsers (see _PASS_THROUGH); listed here for --help
     b = sub.add_parser("bench", help="benchmarks that print their figures: `bench compute ...` (latency, "
                        "endolib.compute), `bench stats ...` (bootstrap, endolib.stats), `bench numerics ...` "
-                       "(how far trained numbers move under other floating-point numerics, endolib.repro) or "
-                       "`bench realtime --profile P` (deployable variants, endolib.realtime)")
-    b.add_argument("what", choices=["compute", "stats", "numerics", "realtime"])
+                       "(how far trained numbers move under other floating-point numerics, endolib.repro), "
+                       "`bench realtime --profile P` (deployable variants, endolib.realtime) or `bench epoch ...` "
+                       "(seconds per training epoch and the study's compute estimate, endolib.train)")
+    b.add_argument("what", choices=["compute", "stats", "numerics", "realtime", "epoch"])
     sub.add_parser("video", help="annotate an endoscopy video with the two-stage pipeline (endolib.video)")
     sub.add_parser("site", help="build the study's website from the executed notebooks (endolib.site)")
     return ap
@@ -83,6 +90,7 @@ _PASS_THROUGH = {
     ("bench", "numerics"): lambda: __import__("endolib.repro", fromlist=["bench_numerics_main"]).bench_numerics_main,
     ("bench", "realtime"): lambda: __import__("endolib.realtime", fromlist=["bench_main"]).bench_main,
     ("site",): lambda: __import__("endolib.site", fromlist=["site_main"]).site_main,
+    ("bench", "epoch"): lambda: __import__("endolib.train", fromlist=["bench_epoch_main"]).bench_epoch_main,
 }
 
 
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -87,8 +87,12 @@ class Profile:
     bench_repeats: int = 50
     bench_models: tuple | None = None  # models notebook 05 times (None = all eleven; counts always cover all)
     bench_backends: tuple | None = None  # CPU paths notebook 05 compares (None = all of endolib.compute.BACKENDS)
-    # --- threads ---
-    num_threads: int | None = None  # torch threads (None = torch's default: all cores)
+    # --- device and threads ---
+    device: str = "auto"  # "auto" (CUDA when available, else CPU, saying so), "cpu", "cuda" or "cuda:N"
+    amp: str = "auto"  # mixed precision: "auto" (bf16 on a GPU that supports it, else fp16 with a grad scaler;
+    #   off on a CPU so CPU numbers match full precision), "off", "bf16" or "fp16" (paper: auto, on a GPU)
+    num_threads: int | None = None  # torch threads (None = the cores this process may use; set explicitly so an
+    #   inherited OMP_NUM_THREADS never changes results)
     # --- per task ---
     per_task: dict = field(default_factory=dict)  # settings that differ for classifier ("cls") or segmenter
     #   ("seg") training, e.g. {"cls": {"lr": 2e-3}}; applied before a notebook's overrides (paper: none,
@@ -98,6 +102,11 @@ class Profile:
     def __post_init__(self):
         if int(self.seeds) < 1:
             raise ValueError(f"profile {self.name!r}: seeds must be >= 1 (training seeds per model), got {self.seeds}")
+        if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
+            raise ValueError(f"profile {self.name!r}: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                             f"got {self.device!r}")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task"}
         for task, settings in self.per_task.items():
             if task not in ("cls", "seg"):
@@ -147,6 +156,7 @@ PROFILES: dict[str, Profile] = {
         cls_epochs=1, seg_epochs=1, patience=1, batch_size=16, folds=1, search_trials=0, expand=1, colour_jitter=0.15,
         n_boot=200, bench_warmup=1, bench_repeats=3, bench_models=("resnet18", "unet"),
         num_threads=1,  # tiny tensors: one thread is as fast, and results do not depend on the core count
+        amp="off",  # tests compare full-precision numbers, also on a GPU
         bench_backends=("eager", "onnxruntime"),
     ),
     # the whole study on 2 CPU cores in about 15 minutes; `make paper`

@@ -1,6 +1,7 @@
 """Batch runner: execute the numbered notebooks in order with papermill, one executed copy per run.
 
-``python -m endolib run --profile quick`` runs the whole study; ``--only 03 --arch unet`` runs a part.
+``python -m endolib run --profile quick`` runs the whole study; ``--only 03 --arch unet`` runs a part;
+``--scheduler local:2`` (or ``slurm``, ``tcp://HOST:PORT``) trains every unit on Dask first (endolib.distributed).
 Notebooks 02 and 03 run once per architecture (the ``arch`` papermill parameter). A failed run is reported
 and the runner goes on with the others; the summary says what passed, failed and how long each took,
 and is saved as ``runs/<profile>/summary.csv``. A job whose inputs are unchanged since its last successful run is
@@ -109,7 +110,8 @@ def _error_line(exc: BaseException) -> str:
 
 def run(profile: str, only: list[str] | None = None, archs: list[str] | None = None, extra: dict | None = None,
         notebooks_dir: str | Path | None = None, output_dir: str | Path | None = None,
-        progress: bool = True, execute=None, force: bool = False, track: bool = True) -> list[Result]:
+        progress: bool = True, execute=None, force: bool = False, track: bool = True, scheduler: str = "serial",
+        retries: int = 1, timeout: float = 10.0) -> list[Result]:
     """Execute the planned notebooks with papermill; go on past failures.
 
     Args:
@@ -120,10 +122,16 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
         execute: the executor, ``execute(input_path, output_path, parameters, cwd)``; default papermill.
         force: rerun every job even if its inputs are unchanged.
         track: skip up-to-date jobs and record build state and provenance (:class:`endolib.incremental.Tracker`).
+        scheduler: ``serial`` (the notebooks train) or a Dask scheduler (``local[:N]``, ``slurm[:N]``,
+            ``tcp://HOST:PORT``): every training unit runs on Dask first, see :func:`_run_on_dask`.
+        retries, timeout: Dask task retries and scheduler connection timeout (seconds).
 
     Returns:
         One :class:`Result` per job, in order.
     """
+    if scheduler != "serial":
+        return _run_on_dask(profile, scheduler, only, archs, extra, notebooks_dir, output_dir, progress, execute,
+                            retries, timeout)
     p = paths(profile)
     nb_dir = Path(notebooks_dir) if notebooks_dir else p.notebooks
     out_dir = Path(output_dir) if output_dir else p.runs
@@ -160,6 +168,17 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
             tracker.finished(job, results[-1].ok, results[-1].seconds, out_dir / job.output_name)
     _save_summary(results, out_dir / "summary.csv")
     return results
+
+
+def _run_on_dask(profile, scheduler, only, archs, extra, notebooks_dir, output_dir, progress, execute, retries,
+                 timeout) -> list[Result]:
+    """The study with a Dask scheduler: notebook 01, all training units on Dask (``endolib.distributed``), then
+    the other notebooks serially (02/03 find their units done; models whose units failed are not run)."""
+    from .distributed import parse_scheduler, run_study
+
+    parse_scheduler(scheduler)  # a bad spec fails before anything runs
+    return run_study(profile, scheduler, only=only, archs=archs, extra=extra, progress=progress, retries=retries,
+                     timeout=timeout, notebooks_dir=notebooks_dir, output_dir=output_dir, execute=execute)
 
 
 def _papermill_executor(progress: bool):

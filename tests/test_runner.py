@@ -126,3 +126,22 @@ def test_notebooks_save_figures_into_the_profile_folder():
         src = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         for call in re.findall(r"save_figure\([^)]*\)", src):
             assert "figures_dir=" in call, f"{nb.name}: {call}"
+
+
+def test_bad_scheduler_fails_before_anything_runs(tmp_path):
+    ran = []
+    with pytest.raises(ValueError, match="unknown scheduler 'mpi'"):
+        run("smoke", only=["01"], notebooks_dir=tmp_path, output_dir=tmp_path / "o", scheduler="mpi",
+            execute=lambda *a: ran.append(a))
+    assert ran == []
+
+
+def test_cli_names_the_pip_command_when_dask_is_missing(monkeypatch, capsys):
+    import sys
+
+    from endolib.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    # --only 02 needs no notebook 01 run first: the Dask connection is the first step
+    assert main(["run", "--profile", "smoke", "--only", "02", "--arch", "resnet18", "--scheduler", "local:1"]) == 2
+    assert 'pip install "endolib[dask]"' in capsys.readouterr().err

@@ -16,7 +16,7 @@ from endolib.train import (FINAL_FOLD, FrameDataset, FrameSet, NonFiniteLossErro
 
 def _settings(data_dir, tmp_path, arch="unet", name="run", **kw):
     kw.setdefault("num_threads", 1)
-    return training_settings(arch, "smoke", data_dir=data_dir, run_dir=tmp_path / name,
+    return training_settings(arch, "smoke", data_dir=data_dir, model_dir=tmp_path / name,
                              figures_dir=tmp_path / "figures", **kw)
 
 
@@ -142,10 +142,13 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_
     s = _settings(tiny_dataset, tmp_path, name="resumed", **kw)
     with pytest.raises(Interrupt):
         train_model(s, progress=False, on_epoch_end=stop_after_three)
-    assert (s.run_dir / "resume.pt").exists() and not (s.run_dir / "model.safetensors").exists()
+    # the first unit (trial 0, fold 0) is finished, the second has a one-epoch checkpoint
+    assert (T.unit_dir(s, 0, 0) / "unit.json").exists() and not (T.unit_dir(s, 0, 0) / "resume.pt").exists()
+    assert (T.unit_dir(s, 0, 1) / "resume.pt").exists() and not (T.unit_dir(s, 0, 1) / "unit.json").exists()
+    assert not (s.run_dir / "model.safetensors").exists()
     after = []
     resumed = train_model(s, progress=False, on_epoch_end=after.append)
-    assert not (s.run_dir / "resume.pt").exists()
+    assert not list(s.run_dir.glob("units/*/resume.pt"))
     assert len(after) == len(full.history) - 3  # it continued; the first three epochs were not redone
 
     a, b = load_file(full.run_dir / "model.safetensors"), load_file(s.run_dir / "model.safetensors")
@@ -209,9 +212,9 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny_dataset, tmp_path
     with pytest.raises(NonFiniteLossError, match=r"non-finite training \(batch \d+\) loss .* epoch 2 .*"
                                                  r"last good checkpoint .* epoch 1\) is kept"):
         train_model(s, progress=False, on_epoch_end=after_epoch)
-    ckpt = torch.load(s.run_dir / "resume.pt", weights_only=True)
-    assert ckpt["current"]["epoch"] == 1 and len(ckpt["history"]) == 1
-    assert all(torch.isfinite(v).all() for v in ckpt["current"]["model"].values() if v.is_floating_point())
+    ckpt = torch.load(T.unit_dir(s, 0, 0) / "resume.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (s.run_dir / "model.safetensors").exists()
 
 
@@ -240,3 +243,71 @@ def test_fold_without_positives_is_an_error(tiny_dataset, tmp_path):
             Image.fromarray(np.zeros((40, 48), np.uint8)).save(f)
     with pytest.raises(ValueError, match=r"fold 0 training part .* has no frames with tissue"):
         train_model(_settings(tiny_dataset, tmp_path), progress=False)
+
+
+# ------------------------------------------------------------------------------------------ seeds and units
+def test_training_seeds_change_weights_not_the_data(tiny_dataset, tmp_path):
+    s = _settings(tiny_dataset, tmp_path, epochs=1)
+    res = T.train_seeds(s, progress=False)
+    assert res.seeds == [42, 43] and [r.run_dir.name for r in res.runs] == ["seed42", "seed43"]
+    a, b = (load_file(r.run_dir / "model.safetensors") for r in res.runs)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # initialisation, batches and augmentation differ
+    c0, c1 = (json.loads((r.run_dir / "config.json").read_text()) for r in res.runs)
+    assert c0["folds"] == c1["folds"] and c0["test_frame_ids_sha256"] == c1["test_frame_ids_sha256"]
+    assert (c0["training_seed"], c1["training_seed"], c0["data_seed"]) == (42, 43, 42)
+    mean, sd = res.mean_sd()
+    assert mean == pytest.approx(np.mean([r.value for r in res.runs])) and sd >= 0
+    assert "mean +- SD over 2 seeds" in res.headline() and "seed 43:" in res.headline()
+    assert res.figure.exists() and list(res.table()["training_seed"]) == [42, 43]
+
+
+def test_unit_seed_depends_on_seed_model_trial_fold_only():
+    seeds = {T._unit_seed(s, a, t, k) for s in (42, 43) for a in ("unet", "resnet18") for t in (0, 1)
+             for k in (0, 1, FINAL_FOLD)}
+    assert len(seeds) == 24  # every unit its own stream
+    assert T._unit_seed(42, "unet", 1, 0) == T._unit_seed(42, "unet", 1, 0)
+
+
+def test_units_run_in_any_order_give_the_same_run(tiny_dataset, tmp_path):
+    kw = dict(epochs=1, folds=2, search_trials=2)
+    ref = train_model(_settings(tiny_dataset, tmp_path, name="ref", **kw), progress=False)
+    s = _settings(tiny_dataset, tmp_path, name="shuffled", **kw)
+    with pytest.raises(FileNotFoundError, match=r"unit\(s\) t0_f0, t0_f1, t1_f0, t1_f1 .* are not finished"):
+        T.finish_run(s, progress=False)
+    for t, k in reversed(T.search_units(s)):  # the reverse of the serial order, as a Dask cluster may do
+        T.train_unit(s, t, k, progress=False)
+    T.train_final_unit(s, progress=False)
+    got = T.finish_run(s, progress=False)
+    a, b = load_file(ref.run_dir / "model.safetensors"), load_file(got.run_dir / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (ref.run_dir / "predictions.npz").read_bytes() == (got.run_dir / "predictions.npz").read_bytes()
+    # a finished unit is loaded, never retrained
+    seen = []
+    T.train_unit(s, 0, 0, progress=False, on_epoch_end=seen.append)
+    assert seen == []
+
+
+# ------------------------------------------------------------------------------------------------- device
+def test_device_resolution_and_errors(monkeypatch, capsys):
+    from endolib import device as dev
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(dev._FELL_BACK, "said", False)
+    assert dev.resolve_device("auto") == torch.device("cpu")
+    assert "no CUDA GPU visible" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"device='cuda' but torch sees no CUDA GPU"):
+        dev.resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        training_settings("unet", "smoke", device="tpu")
+    assert dev.autocast_dtype("auto", torch.device("cpu")) is None  # CPU numbers stay full precision
+    assert dev.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert dev.set_threads(1) == 1 and torch.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (CPU-only CI)")
+def test_cuda_training_writes_cpu_checkpoints(tiny_dataset, tmp_path):
+    res = train_model(_settings(tiny_dataset, tmp_path, epochs=1, device="cuda", amp="auto"), progress=False)
+    w = load_file(res.run_dir / "model.safetensors")
+    assert all(v.device.type == "cpu" for v in w.values())
+    assert json.loads((res.run_dir / "config.json").read_text())["units"]["t0_f0"]["device"].startswith("cuda")
+    assert 0.0 <= res.test_summary["dsc"] <= 1.0

@@ -1,0 +1,113 @@
+"""Where training and inference run: device choice, mixed precision and thread counts, in one place.
+
+``resolve_device("auto")`` is CUDA when a GPU is visible, else the CPU (it prints one line when it falls
+back); ``resolve_device("cuda")`` without a GPU is an error. :func:`autocast_dtype` picks the mixed-precision
+type of a profile's ``amp`` setting: bf16 on GPUs that support it, else fp16 (with a gradient scaler); never on
+a CPU unless asked, so CPU numbers stay those of full precision.
+
+Example:
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> autocast_dtype("auto", torch.device("cpu")) is None
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+__all__ = ["resolve_device", "autocast_dtype", "autocast", "grad_scaler", "set_threads", "default_threads",
+           "loader_options"]
+
+_FELL_BACK = {"said": False}  # print the CPU fallback line once per process
+
+
+def resolve_device(name: str = "auto", quiet: bool = False) -> torch.device:
+    """The torch device of a ``device`` setting.
+
+    Args:
+        name: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        quiet: do not print the line that says ``auto`` fell back to the CPU.
+
+    Raises:
+        ValueError: an unknown name; ``cuda`` asked for on a machine without a usable GPU.
+    """
+    name = str(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if not quiet and not _FELL_BACK["said"]:
+            print("device auto: no CUDA GPU visible, training and inference run on the CPU")
+            _FELL_BACK["said"] = True
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}, "
+                             f"CUDA build {torch.version.cuda or 'none'}); use device='auto' or 'cpu'")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+        return dev
+    raise ValueError(f"unknown device {name!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` setting on ``device`` (None = full precision).
+
+    ``auto``: bf16 on a GPU that supports it, fp16 on older GPUs, off on a CPU. ``bf16``/``fp16``: as asked
+    (bf16 on a CPU needs AVX-512 BF16 or AMX to be fast). ``off``: None.
+    """
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp != "auto":
+        raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {amp!r}")
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None):
+    """A gradient scaler for fp16 training (None otherwise: bf16 and fp32 need none)."""
+    if dtype is torch.float16:
+        return torch.amp.GradScaler(device.type)
+    return None
+
+
+def default_threads() -> int:
+    """The cores this process may use (its CPU affinity), the thread count when a profile leaves it unset."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(num_threads: int | None) -> int:
+    """Set torch's intra-op thread count explicitly (None: :func:`default_threads`); returns it."""
+    n = int(num_threads) if num_threads else default_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def loader_options(device: torch.device) -> dict:
+    """DataLoader options: worker processes and pinned memory on a GPU; in-process loading on a CPU (the
+    training threads already use the cores). Augmentation is seeded per (seed, epoch, item), so the number of
+    workers never changes a result."""
+    if device.type == "cuda":
+        return {"num_workers": min(4, default_threads()), "pin_memory": True, "persistent_workers": False}
+    return {"num_workers": 0}

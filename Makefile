@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
+# serial: the notebooks train one unit after another; local:2: two one-thread Dask workers train the units first
+# (endolib.distributed; README "Running the paper protocol" has the measured times of both)
+SCHEDULER ?= local:2
 NBVAL  := --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 .PHONY: setup paper test unit figures site site-test chromium lab clean distclean
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml
 # Reruns only the notebooks whose inputs changed (endolib.incremental; FORCE=1 reruns all). After a quick run the
 # model card and the data card's Table 1 are regenerated from the new tables (endolib.cards).
 paper: setup
-	$(PY) -m endolib run --profile $(PROFILE) $(if $(FORCE),--force,)
+	$(PY) -m endolib run --profile $(PROFILE) --scheduler $(SCHEDULER) $(if $(FORCE),--force,)
 	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib.cards; fi
 
 # Unit tests, then every notebook under nbval; then the notebook tests and the trained-number checks again with the

@@ -231,8 +231,10 @@ _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 def strip_notebook(path: str | Path) -> bool:
     """Remove execution noise from a stored notebook in place; keep the outputs nbval compares.
 
-    Renumbers execution counts 1, 2, ... in cell order; drops timing/papermill/widget metadata, kernel details
-    and widget-view outputs (progress bars). Returns True when the file changed.
+    Renumbers execution counts 1, 2, ... in cell order; drops timing/papermill/widget metadata, kernel details,
+    widget-view outputs (progress bars) and the ``injected-parameters`` cell papermill adds when a notebook is
+    executed in place (its values would override the ``parameters`` cell's defaults). Returns True when the file
+    changed.
     """
     path = Path(path)
     try:
@@ -241,8 +243,9 @@ def strip_notebook(path: str | Path) -> bool:
         raise ValueError(f"{path}: not a notebook (invalid JSON: {e})") from None
     before = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
     nb["metadata"] = {"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"}}
+    nb["cells"] = [c for c in nb.get("cells", []) if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     count = 0
-    for cell in nb.get("cells", []):
+    for cell in nb["cells"]:
         cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k == "tags"}
         if cell.get("cell_type") != "code":
             continue

@@ -85,7 +85,8 @@ def test_strip_removes_noise_keeps_outputs(tmp_path):
     cell = nbformat.v4.new_code_cell("1+1", execution_count=7, metadata={"tags": ["x"], "execution": {"iopub.status.busy": "2026"}})
     cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=7),
                     nbformat.v4.new_output("display_data", {"application/vnd.jupyter.widget-view+json": {}})]
-    nb.cells = [first, nbformat.v4.new_markdown_cell("text"), cell]
+    injected = nbformat.v4.new_code_cell('profile = "quick"', metadata={"tags": ["injected-parameters"]})
+    nb.cells = [first, nbformat.v4.new_markdown_cell("text"), injected, cell]
     nb.metadata = {"papermill": {"duration": 3}, "kernelspec": {"name": "python3", "display_name": "x"}}
     f = tmp_path / "a.ipynb"
     nbformat.write(nb, f)
@@ -96,6 +97,7 @@ def test_strip_removes_noise_keeps_outputs(tmp_path):
     assert c["metadata"] == {"tags": ["x"]} and c["outputs"][0]["execution_count"] == 2
     assert [o["output_type"] for o in c["outputs"]] == ["execute_result"] and "".join(c["outputs"][0]["data"]["text/plain"]) == "2"
     assert "papermill" not in data["metadata"]
+    assert len(data["cells"]) == 3  # papermill's injected-parameters cell is gone (it would override the defaults)
     assert strip_notebook(f) is False  # idempotent
 
 

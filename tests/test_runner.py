@@ -120,14 +120,16 @@ def test_papermill_reads_every_parameter():
 def test_notebooks_save_figures_into_the_profile_folder():
     """Every save_figure call in a notebook names ``figures_dir``: without it the smoke runs of `make test` would
     overwrite the committed quick figures in figures/."""
-    import re
+    import ast
 
     from endolib.config import paths
 
     for nb in sorted(paths().notebooks.glob("[0-9][0-9]_*.ipynb")):
         src = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
-        for call in re.findall(r"save_figure\([^)]*\)", src):
-            assert "figures_dir=" in call, f"{nb.name}: {call}"
+        calls = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", getattr(n.func, "attr", None)) == "save_figure"]
+        for call in calls:
+            assert any(k.arg == "figures_dir" for k in call.keywords), f"{nb.name}: {ast.unparse(call)}"
 
 
 def test_bad_scheduler_fails_before_anything_runs(tmp_path):

@@ -178,11 +178,11 @@ def _collect_numbers(root: Path) -> dict:
 
 
 def _numerics_worker(profile: str, models: list[str], root: Path, overrides: dict) -> None:
-    from .train import train_model, training_settings
+    from .train import train_seeds, training_settings
 
-    for arch in models:
-        s = training_settings(arch, profile, run_dir=root / arch, figures_dir=root / "figures", **overrides)
-        train_model(s, resume=False, progress=False)
+    for arch in models:  # every training seed of the profile: runs root/<arch>/seed<s>/
+        s = training_settings(arch, profile, model_dir=root / arch, figures_dir=root / "figures", **overrides)
+        train_seeds(s, progress=False)
     save_json(_collect_numbers(root), root / "numbers.json")
 
 

@@ -85,8 +85,8 @@ def test_training_beats_chance_on_a_learnable_task(make_tiny_dataset, tmp_path, 
 
     data = make_tiny_dataset(n_patients=6, n_test=2, frames=8, height=32, width=32)
     epochs = {"unet": 4, "resnet18": 6}[arch]
-    s = training_settings(arch, "smoke", data_dir=data, run_dir=tmp_path / arch, figures_dir=tmp_path / "fig",
-                          epochs=epochs, batch_size=4, lr=3e-3, patience=20, seed=42)
+    s = training_settings(arch, "smoke", data_dir=data, model_dir=tmp_path / arch, figures_dir=tmp_path / "fig",
+                          epochs=epochs, batch_size=4, lr=3e-3, patience=20)
     result = train_model(s, progress=False)
     value = result.test_summary["dsc" if arch == "unet" else "auroc"]
     assert value >= floor, f"{arch} reached {value:.3f} on the learnable tiny task, below {floor}"

@@ -61,18 +61,16 @@ def _montage(p: Profile, data_dir: Path) -> list[str]:
 
 
 def _learning_curves(p: Profile, data_dir: Path) -> list[str]:
-    from .train import RUN_FILES, plot_run_learning_curve
+    from .train import load_learning_curves, plot_seed_learning_curves
 
     done = []
     for model in MODELS:
-        run = paths(p).run(model)
-        if not (run / RUN_FILES["history"]).is_file():
+        runs = load_learning_curves(paths(p).run(model))  # every finished training seed
+        if not runs:
             continue
-        fig = plot_run_learning_curve(pd.read_csv(run / RUN_FILES["history"]),
-                                      json.loads((run / RUN_FILES["config"]).read_text()))
-        done.append(_save(fig, f"learning_curve_{model}", p))
+        done.append(_save(plot_seed_learning_curves(runs), f"learning_curve_{model}", p))
     if not done:
-        raise FileNotFoundError(f"no history.csv under {paths(p).runs}; train with "
+        raise FileNotFoundError(f"no history.csv under {paths(p).runs}/<model>/seed<s>/; train with "
                                 f"`python -m endolib run --profile {p.name} --only 02 03`")
     return done
 
@@ -133,7 +131,7 @@ def _video(p: Profile, data_dir: Path) -> list[str]:
                         smoothing_settings, smoothing_table)
 
     seed_everything(p.seed)
-    cls_run, seg_run = (load_run(paths(p).run(m)) for m in VIDEO_MODELS)
+    cls_run, seg_run = (load_run(paths(p).run(m, p.training_seeds[0])) for m in VIDEO_MODELS)  # first seed
     clip = demo_video(p.name, data_dir=data_dir)
     settings = smoothing_settings(p.threshold)
     chosen = settings["gate + ema + hysteresis"]

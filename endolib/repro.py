@@ -152,11 +152,12 @@ def write_table(df, path: str | Path, float_digits: int = 6) -> Path:
 # ------------------------------------------------------------------------------------------ numerics benchmark
 def run_numbers(run_dir: str | Path) -> dict:
     """The trained numbers of one run folder that regression checks compare: the headline test metric
-    (``auroc`` or ``dsc``) and the last epoch's ``train_loss``, ``val_loss`` and ``val_metric`` of the chosen trial.
+    (``auroc`` or ``dsc``) and the last epoch's ``train_loss``, ``val_loss`` and validation metric (``val_auroc`` or
+    ``val_dsc``) of the chosen trial.
 
     Example:
         >>> run_numbers("runs/smoke/unet/seed42")  # doctest: +SKIP
-        {'dsc': 0.40033, 'train_loss': 0.674596, 'val_loss': 0.687808, 'val_metric': 0.36413}
+        {'dsc': 0.40033, 'train_loss': 0.674596, 'val_loss': 0.687808, 'val_dsc': 0.36413}
     """
     import pandas as pd
 
@@ -166,8 +167,10 @@ def run_numbers(run_dir: str | Path) -> dict:
     config = load_json(run_dir / "config.json")
     chosen = next((t["trial"] for t in config.get("trials", []) if t.get("chosen")), int(history["trial"].iloc[-1]))
     last = history[history["trial"] == chosen].iloc[-1]
-    out = {summary["metric"]: float(summary[summary["metric"]])}
-    out.update({k: float(last[k]) for k in ("train_loss", "val_loss", "val_metric")})
+    metric = summary["metric"]  # auroc (classifiers) or dsc (segmenters); the validation metric is the same kind
+    out = {metric: float(summary[metric])}
+    out.update({k: float(last[k]) for k in ("train_loss", "val_loss")})
+    out[f"val_{metric}"] = float(last["val_metric"])
     return out
 
 

@@ -316,7 +316,8 @@ def _timing_row(profile: Profile, root, claim: Claim) -> dict:
     if absent:
         return {**row, "verdict": "inconclusive", "notes": f"{path.name} has no row for {', '.join(absent)}"}
     lat = t.loc[list(claim.models), "latency_ms"].astype(float)
-    backend = ", ".join(sorted(set(t.loc[list(claim.models), "backend"].astype(str)))) if "backend" in t else "?"
+    backends = t.loc[list(claim.models), "backend"].dropna() if "backend" in t else pd.Series(dtype=object)
+    backend = ", ".join(sorted({str(b) for b in backends})) or "?"  # untimed models have no backend (NaN)
     if len(claim.models) == 2 and claim.models[0] in CLASSIFIERS:
         fps = 1000.0 / float(lat.sum())
         notes = (f"worst case (every frame has tissue): 1000 / ({lat.iloc[0]:.1f} + {lat.iloc[1]:.1f} ms) on "
@@ -324,7 +325,8 @@ def _timing_row(profile: Profile, root, claim: Claim) -> dict:
     else:
         per_model = 1000.0 / lat
         fps = float(per_model.min())
-        notes = (f"slowest U-Net variant; range {per_model.min():.1f}-{per_model.max():.1f} FPS on {_cpu(res)}, "
+        notes = (f"slowest timed U-Net variant ({int(per_model.notna().sum())} of {len(per_model)} timed); range "
+                 f"{per_model.min():.1f}-{per_model.max():.1f} FPS on {_cpu(res)}, "
                  f"backend {backend}, batch 1; threshold {claim.threshold_fps:g} FPS")
     return {**row, "our_estimate": fps, "verdict": _timing_verdict(fps, claim.threshold_fps), "notes": notes}
 

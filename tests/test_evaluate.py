@@ -399,3 +399,22 @@ def test_undefined_comparison_supports_nothing_and_is_not_shown():
 
     r = C.judge_comparisons([np.full(100, np.nan), np.linspace(0.05, 0.15, 100)], ["above", "above"], [0, 0])
     assert r["verdict"] == "inconclusive" and r["n_undefined"] == 1 and r["deciding"] == 1
+
+
+
+def test_speed_claims_with_untimed_models(tmp_path):
+    """The smoke profile times only some models: untimed rows (NaN latency and backend) must not break the claim
+    (it did: sorting a NaN backend among strings) and the notes say how many were timed."""
+    from endolib import claims as C
+
+    res = tmp_path / "results" / "smoke"
+    res.mkdir(parents=True)
+    models = ["resnet18", "unet", "resunet", "r2unet", "aunet", "aresunet", "ar2unet"]
+    pd.DataFrame({"model": models, "latency_ms": [10.0, 20.0] + [np.nan] * 5,
+                  "backend": ["onnxruntime", "onnxruntime"] + [np.nan] * 5}).to_csv(res / "table5_compute.csv",
+                                                                                 index=False)
+    rows = {c.claim: C._timing_row(get_profile("smoke"), tmp_path, c) for c in C.CLAIMS if c.kind == "timing"}
+    unets = rows["U-Net variants run at 25-40 FPS (real time)"]
+    assert unets["our_estimate"] == pytest.approx(50.0) and "(1 of 6 timed)" in unets["notes"]
+    pipe = rows["ResNet-18 + U-Net pipeline keeps up with a 30 FPS, 256 px stream (fp32, table5_compute.csv)"]
+    assert pipe["our_estimate"] == pytest.approx(1000 / 30.0) and "backend onnxruntime" in pipe["notes"]

@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 # serial: the notebooks train one unit after another; local:2: two one-thread Dask workers train the units first
-# (endolib.distributed; README "Running the paper protocol" has the measured times of both)
-SCHEDULER ?= local:2
+# (endolib.distributed). serial stays the default until local:2 is measured faster on a quiet machine (README).
+SCHEDULER ?= serial
 NBVAL  := --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 .PHONY: setup paper test unit figures site site-test chromium lab clean distclean

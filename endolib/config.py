@@ -87,6 +87,9 @@ class Profile:
     bench_repeats: int = 50
     bench_models: tuple | None = None  # models notebook 05 times (None = all eleven; counts always cover all)
     bench_backends: tuple | None = None  # CPU paths notebook 05 compares (None = all of endolib.compute.BACKENDS)
+    # --- deployment: distilled students (issue 15, endolib.realtime) ---
+    student_widths: tuple = (0.5, 0.25, 0.125)  # U-Net students' widths relative to the teacher (the profile's U-Net)
+    kd_alpha: float = 0.5  # student loss: kd_alpha * Dice(ground truth) + (1 - kd_alpha) * BCE(teacher probs)
     # --- device and threads ---
     device: str = "auto"  # "auto" (CUDA when available, else CPU, saying so), "cpu", "cuda" or "cuda:N"
     amp: str = "auto"  # mixed precision: "auto" (bf16 on a GPU that supports it, else fp16 with a grad scaler;
@@ -105,6 +108,10 @@ class Profile:
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ValueError(f"profile {self.name!r}: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
                              f"got {self.device!r}")
+        if not 0.0 <= float(self.kd_alpha) <= 1.0:
+            raise ValueError(f"profile {self.name!r}: kd_alpha must be in [0, 1], got {self.kd_alpha}")
+        if any(not 0.0 < float(w) <= 1.0 for w in self.student_widths):
+            raise ValueError(f"profile {self.name!r}: student_widths must be in (0, 1], got {self.student_widths}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task"}

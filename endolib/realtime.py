@@ -13,9 +13,9 @@
   gate's Sigmoid/Mul, LayerNorm/GELU(Erf)/Softmax of SegFormer) and so is the node producing the logits (the
   final conv; the sigmoid is outside). An op the policy does not know raises :class:`QuantisationError`
   naming it; so does a graph with nothing to quantise; an empty calibration set raises ValueError.
-* **Students** (:func:`distillation_loss`): the knowledge-distillation loss for 1/2- and 1/4-width U-Nets
-  (teacher probabilities + ground truth); the training loop (endolib.train) calls it through the hook
-  described in its docstring.
+* **Students** (:func:`endolib.train.train_students`): 1/2-, 1/4- and 1/8-width U-Nets distilled from the
+  profile's U-Net (:func:`distillation_loss`: teacher probabilities + ground truth) by the one training loop;
+  ``bench realtime`` trains the missing ones (first training seed) before it measures their accuracy.
 * **Runtime** (:class:`RealtimeRunner`, ``python -m endolib video --realtime IN ...``): reader, gate and
   segmenter in three threads (the two model threads one core each), a latest-frame policy for live sources
   (frames are dropped, and counted, rather than falling behind), per-frame latency p50/p95 and sustained FPS,
@@ -53,6 +53,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import CLASSIFIERS, Profile, get_profile, paths, require
+from .train import distillation_loss  # noqa: F401  (the students' loss; trained by endolib.train.train_students)
 
 __all__ = [
     "REALTIME_FILE", "REALTIME_COLUMNS", "PRECISIONS", "WIDTHS", "INT8_OPS", "FP32_OPS", "NEUTRAL_OPS",
@@ -452,45 +453,6 @@ def make_variant_stage(model: nn.Module, size: int, task: str, precision: str, b
 
 
 # ----------------------------------------------------------------------------------------------- students
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, target: torch.Tensor,
-                      alpha: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
-    """Knowledge-distillation loss of a segmentation student: ``alpha * Dice(sigmoid(s), ground truth) +
-    (1 - alpha) * BCE(s, teacher probabilities)`` (soft targets; the teacher's probabilities carry its
-    uncertainty at the boundaries, which a smaller student learns faster than from the hard mask alone).
-
-    The training loop needs (after the ``train`` branch lands) a ``teacher`` setting (the teacher's run folder)
-    and this callable in place of its Dice loss for students: per batch, ``teacher_probs =
-    sigmoid(teacher(x))`` under ``torch.no_grad()`` on the same augmented ``x``, then
-    ``distillation_loss(student(x), teacher_probs, mask, alpha)``; the student's run is saved as
-    ``runs/<profile>/unet_w<width>/seed<s>/`` (see :func:`student_run`).
-
-    Args:
-        student_logits: ``(N, 1, H, W)`` logits.
-        teacher_probs: ``(N, 1, H, W)`` teacher probabilities in [0, 1] (no gradient).
-        target: ``(N, 1, H, W)`` ground-truth mask (0/1).
-        alpha: weight of the ground-truth Dice term, in [0, 1].
-        eps: Dice epsilon (paper Eq. 1).
-
-    Example:
-        >>> s = torch.zeros(1, 1, 4, 4); t = torch.full((1, 1, 4, 4), 0.5); g = torch.ones(1, 1, 4, 4)
-        >>> round(float(distillation_loss(s, t, g, alpha=0.0)), 4)  # BCE(0.5, 0.5) = ln 2
-        0.6931
-    """
-    from .train import dice_loss
-
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if student_logits.shape != teacher_probs.shape or student_logits.shape != target.shape:
-        raise ValueError(f"student logits {tuple(student_logits.shape)}, teacher probs {tuple(teacher_probs.shape)}"
-                         f" and target {tuple(target.shape)} must have the same shape")
-    teacher_probs = teacher_probs.detach().float()
-    if teacher_probs.min() < 0 or teacher_probs.max() > 1:
-        raise ValueError("teacher_probs must be probabilities in [0, 1] (apply sigmoid to the teacher's logits)")
-    hard = dice_loss(torch.sigmoid(student_logits), target.float(), eps)
-    soft = F.binary_cross_entropy_with_logits(student_logits, teacher_probs)
-    return alpha * hard + (1 - alpha) * soft
-
-
 # ----------------------------------------------------------------------------------------------- runtime
 class LatestSlot:
     """A one-frame mailbox between threads. ``put(item, drop=True)`` replaces an item not yet taken (counted in
@@ -951,7 +913,7 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                    precisions: Sequence[str] = PRECISIONS, classifier: str = "resnet18", segmenter: str = "unet",
                    sizes: tuple[int, int] | None = None, n_frames: int | None = None, data_dir=None,
                    classifier_width: float = 1.0, routes: Sequence[tuple[str, str]] = PATHS,
-                   save: bool = True, progress: bool = True, say: Callable[[str], None] | None = print) -> pd.DataFrame:
+                   train_students: bool = True, save: bool = True, progress: bool = True, say: Callable[[str], None] | None = print) -> pd.DataFrame:
     """``results/<profile>/realtime.csv``: one row per deployable variant (see :data:`REALTIME_COLUMNS`).
 
     Speed: paper-size models (``sizes`` = (classifier, segmenter) input sides, default the paper's 224 / 256;
@@ -962,7 +924,8 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     fp32 eager paper-width pipeline. Accuracy: the profile's
     trained classifier and segmenter (:func:`deployable_run`) converted to the same precision, evaluated on the
     test set (:func:`evaluate_variant`), DSC drop against the fp32 pipeline with a paired bootstrap CI; widths
-    below 1.0 use a distilled student (:func:`student_run`) if trained, else their accuracy is NaN (said).
+    below 1.0 use a distilled student (:func:`student_run`), trained first (or loaded when finished with the same
+    settings and teacher) when ``train_students``; without one their accuracy is NaN (said).
     ``classifier_width`` scales the gate for speed (1.0 = paper; tests use less); ``routes`` restricts the
     (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it).
     """
@@ -1030,6 +993,14 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                                     seg_frames.masks, y, p.threshold)
 
         ref = accuracy("fp32", "torch", seg_run.model)
+        student_widths = [w for w in widths if w < 1.0]
+        if train_students and student_widths:
+            from .train import train_students as _train
+
+            if say is not None:
+                say(f"distilled students of {seg_run.run_dir} at width(s) {student_widths} (trained unless finished)")
+            _train(p, widths=student_widths, teacher=segmenter, training_seed=seg_run.config.get("training_seed"),
+                   data_dir=data_dir, teacher_run=seg_run.run_dir, progress=progress)
     rows = []
     for (w, prec, be) in tqdm(variants, desc="accuracy", disable=not progress):
         s = speed[(w, prec, be)]
@@ -1167,6 +1138,8 @@ def bench_main(argv: list[str]) -> int:
     ap.add_argument("--widths", nargs="+", type=float, default=list(WIDTHS))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     ap.add_argument("--frames", type=int, default=None, help="segmented frames timed per variant")
+    ap.add_argument("--no-train-students", action="store_true",
+                    help="do not train missing distilled students (their accuracy is then NaN)")
     ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
                     help="the gate (a lighter one: mobilenetv3_large; needs its trained run for accuracy)")
     argv = argv[1:] if argv[:1] == ["realtime"] else argv
@@ -1175,7 +1148,7 @@ def bench_main(argv: list[str]) -> int:
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     table = bench_realtime(p, widths=args.widths, precisions=args.precisions, n_frames=args.frames,
-                           classifier=args.classifier)
+                           classifier=args.classifier, train_students=not args.no_train_students)
     import matplotlib
     matplotlib.use("Agg")
     from .plotting import save_figure

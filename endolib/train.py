@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .config import CLASSIFIERS, MODELS, SEARCH_SPACE, SEGMENTERS, Profile, get_profile, paths
+from .config import CLASSIFIERS, MODELS, SEARCH_SPACE, SEGMENTERS, Profile, get_profile, paths, require
 from .models import create_model, input_size, model_kwargs, model_task
 from .repro import environment
 
@@ -77,7 +77,7 @@ __all__ = [
     "plot_learning_curve", "plot_run_learning_curve", "TrainingData", "prepare_data", "train_unit", "unit_dir",
     "unit_name", "search_units", "load_unit", "unit_fingerprint", "final_unit", "train_final_unit", "finish_run", "train_seeds",
     "SeedResults", "save_learning_curves", "load_learning_curves", "plot_seed_learning_curves", "study_units",
-    "bench_epoch",
+    "bench_epoch", "distillation_loss", "student_name", "student_settings", "train_students",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -111,6 +111,8 @@ class TrainSettings:
         model_kwargs: keyword arguments of :func:`endolib.models.create_model`.
         epochs: maximum epochs per training (``cls_epochs`` or ``seg_epochs``).
         training_seed: this run's training seed (initialisation, batch order, augmentation).
+        teacher: a finished run folder of a segmenter whose probabilities this model learns from as well
+            (knowledge distillation, :func:`distillation_loss` with ``profile.kd_alpha``); None: ground truth only.
     """
 
     arch: str
@@ -123,6 +125,7 @@ class TrainSettings:
     model_kwargs: dict
     epochs: int
     training_seed: int
+    teacher: Path | None = None
 
     @property
     def seed(self) -> int:
@@ -151,7 +154,8 @@ class TrainSettings:
         return {"arch": self.arch, "task": self.task, "profile": self.profile.to_dict(),
                 "data_dir": str(self.data_dir), "run_dir": str(self.run_dir), "input_size": self.size,
                 "model_kwargs": dict(self.model_kwargs), "epochs": self.epochs, "seed": self.training_seed,
-                "training_seed": self.training_seed, "data_seed": self.data_seed}
+                "training_seed": self.training_seed, "data_seed": self.data_seed,
+                **({"teacher": str(self.teacher), "kd_alpha": self.profile.kd_alpha} if self.teacher else {})}
 
     def describe(self, seeds: tuple[int, ...] | None = None) -> str:
         """A few lines for the notebook: what will be trained, how (``seeds``: the training seeds to run)."""
@@ -163,7 +167,9 @@ class TrainSettings:
         data = ("all training frames" if self.task == "cls" else
                 "training frames with tissue" + (" and without" if p.include_negatives else "")
                 + f", expanded {p.expand}x")
-        loss = "binary cross-entropy" if self.task == "cls" else "Dice loss (Eq. 1)"
+        loss = ("binary cross-entropy" if self.task == "cls" else "Dice loss (Eq. 1)" if self.teacher is None else
+                f"distillation from {self.teacher}: {p.kd_alpha:g} x Dice loss (Eq. 1) + {1 - p.kd_alpha:g} x BCE "
+                f"against the teacher's probabilities (not in the paper)")
         return "\n".join([
             f"model:        {self.arch} ({_TASK_NAMES[self.task]}), input {self.size}x{self.size}, "
             f"kwargs {self.model_kwargs}",
@@ -224,6 +230,67 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
                          size=input_size(arch, prof), model_kwargs=model_kwargs(arch, prof),
                          epochs=int(getattr(prof, field_name)),
                          training_seed=int(training_seed) if training_seed is not None else prof.training_seeds[0])
+
+def student_name(teacher: str, width: float) -> str:
+    """Model folder name of a distilled student: ``<teacher>_w<width>`` (width relative to the teacher).
+
+    Example:
+        >>> student_name("unet", 0.5)
+        'unet_w0.5'
+    """
+    return f"{teacher}_w{float(width):g}"
+
+
+def student_settings(width: float, profile: str | Profile = "smoke", teacher: str = "unet",
+                     training_seed: int | None = None, data_dir: str | Path | None = None,
+                     teacher_run: str | Path | None = None, **overrides) -> TrainSettings:
+    """Settings of a knowledge-distilled student: the teacher's architecture at ``width`` times its width,
+    trained by the one training loop on the teacher's data and protocol, with the loss
+    :func:`distillation_loss` against the teacher run of the same training seed. The run folder is
+    ``runs/<profile>/<teacher>_w<width>/seed<s>/`` (:func:`student_name`).
+
+    Args:
+        width: the student's channel width relative to the teacher, in (0, 1].
+        profile, training_seed, data_dir, **overrides: see :func:`training_settings`.
+        teacher: a U-Net-family segmenter (its run of ``training_seed`` must be finished to train).
+        teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
+
+    Example:
+        >>> s = student_settings(0.5, "quick")
+        >>> s.arch, s.model_kwargs, s.run_dir.parent.name, s.teacher.parent.name
+        ('unet', {'width_mult': 0.125}, 'unet_w0.5', 'unet')
+    """
+    if teacher not in _TASK_MODELS["seg"] or teacher.startswith("segformer"):
+        raise ValueError(f"teacher must be a U-Net-family segmenter "
+                         f"({', '.join(m for m in _TASK_MODELS['seg'] if not m.startswith('segformer'))}), "
+                         f"got {teacher!r}")
+    if not 0.0 < float(width) <= 1.0:
+        raise ValueError(f"width must be in (0, 1] (relative to the teacher), got {width}")
+    t = training_settings(teacher, profile, data_dir=data_dir, training_seed=training_seed, task="seg", **overrides)
+    teacher_run = Path(teacher_run) if teacher_run is not None else t.run_dir
+    cfg = teacher_run / RUN_FILES["config"]  # the teacher's own width, once it is trained (else the profile's)
+    base = json.loads(cfg.read_text()).get("model_kwargs", t.model_kwargs) if cfg.is_file() else t.model_kwargs
+    kwargs = {**base, "width_mult": float(base["width_mult"]) * float(width)}
+    return dataclasses.replace(t, model_dir=t.model_dir.parent / student_name(teacher, width), model_kwargs=kwargs,
+                               teacher=teacher_run)
+
+
+def train_students(profile: str | Profile = "smoke", widths=None, teacher: str = "unet",
+                   training_seed: int | None = None, data_dir: str | Path | None = None,
+                   teacher_run: str | Path | None = None, progress: bool = True) -> list[TrainResult]:
+    """Train (or load, when finished with the same settings) the distilled students of one teacher run:
+    one :func:`train_model` per width of ``profile.student_widths`` (or ``widths``).
+
+    Raises:
+        FileNotFoundError: the teacher run is not finished (names the command that trains it).
+    """
+    base = student_settings(1.0, profile, teacher, training_seed, data_dir, teacher_run)
+    require(base.teacher / RUN_FILES["config"], f"the teacher run ({teacher}, training seed {base.training_seed})",
+            f"python -m endolib run --profile {base.profile.name} --only 03 --arch {teacher}")
+    widths = base.profile.student_widths if widths is None else widths
+    return [train_model(student_settings(w, profile, teacher, training_seed, data_dir, teacher_run), progress=progress,
+                        figure=False) for w in widths]
+
 
 def _check_profile(p: Profile) -> None:
     checks = {"folds": p.folds >= 1, "search_trials": p.search_trials >= 0, "expand": p.expand >= 1,
@@ -461,7 +528,42 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, task: str) -> torch.Tensor
     return out
 
 
-def _batch_loss(logits: torch.Tensor, target: torch.Tensor, task: str, eps: float) -> torch.Tensor:
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, target: torch.Tensor,
+                      alpha: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
+    """Knowledge-distillation loss of a segmentation student: ``alpha * Dice(sigmoid(s), ground truth) +
+    (1 - alpha) * BCE(s, teacher probabilities)`` (soft targets; the teacher's probabilities carry its
+    uncertainty at the boundaries, which a smaller student learns faster than from the hard mask alone).
+    The training loop uses it for runs with a ``teacher`` (:func:`student_settings`).
+
+    Args:
+        student_logits: ``(N, 1, H, W)`` logits.
+        teacher_probs: ``(N, 1, H, W)`` teacher probabilities in [0, 1] (no gradient).
+        target: ``(N, 1, H, W)`` ground-truth mask (0/1).
+        alpha: weight of the ground-truth Dice term, in [0, 1] (``Profile.kd_alpha``).
+        eps: Dice epsilon (paper Eq. 1).
+
+    Example:
+        >>> s = torch.zeros(1, 1, 4, 4); t = torch.full((1, 1, 4, 4), 0.5); g = torch.ones(1, 1, 4, 4)
+        >>> round(float(distillation_loss(s, t, g, alpha=0.0)), 4)  # BCE(0.5, 0.5) = ln 2
+        0.6931
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if student_logits.shape != teacher_probs.shape or student_logits.shape != target.shape:
+        raise ValueError(f"student logits {tuple(student_logits.shape)}, teacher probs {tuple(teacher_probs.shape)}"
+                         f" and target {tuple(target.shape)} must have the same shape")
+    teacher_probs = teacher_probs.detach().float()
+    if teacher_probs.min() < 0 or teacher_probs.max() > 1:
+        raise ValueError("teacher_probs must be probabilities in [0, 1] (apply sigmoid to the teacher's logits)")
+    hard = dice_loss(torch.sigmoid(student_logits), target.float(), eps)
+    soft = F.binary_cross_entropy_with_logits(student_logits, teacher_probs)
+    return alpha * hard + (1 - alpha) * soft
+
+
+def _batch_loss(logits: torch.Tensor, target: torch.Tensor, task: str, eps: float,
+                teacher_probs: torch.Tensor | None = None, kd_alpha: float = 0.5) -> torch.Tensor:
+    if teacher_probs is not None:
+        return distillation_loss(logits, teacher_probs, target, kd_alpha, eps)
     return bce_loss(logits, target) if task == "cls" else dice_loss(torch.sigmoid(logits), target, eps)
 
 
@@ -688,9 +790,21 @@ def _fingerprint(settings: TrainSettings, index: pd.DataFrame) -> str:
     blob = json.dumps({"arch": settings.arch, "profile": prof, "size": settings.size,
                        "model_kwargs": settings.model_kwargs, "epochs": settings.epochs,
                        "training_seed": settings.training_seed, "code": code_fingerprint("train"),
+                       "teacher": _teacher_fingerprint(settings.teacher),
                        "index": hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest()},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _teacher_fingerprint(teacher: Path | None) -> str | None:
+    """sha256 of a teacher run's weights (a retrained teacher retrains its students), None without a teacher."""
+    if teacher is None:
+        return None
+    weights = Path(teacher) / RUN_FILES["weights"]
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: the teacher's weights are missing; train the teacher first "
+                                f"(`python -m endolib run --only 03 --arch {Path(teacher).parent.name}`)")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- training data
@@ -902,6 +1016,7 @@ class _UnitTrainer:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor,
                                                            patience=p.lr_patience)
         scaler = grad_scaler(self.device, self.amp_dtype)
+        self.teacher = None if s.teacher is None else load_run(s.teacher)[0].to(self.device)
         stop = {"best_loss": math.inf, "best_epoch": 0, "best_metric": math.nan, "bad": 0, "stopped": False}
         best, start, history = None, 1, []
         state = self._load(fingerprint)
@@ -980,9 +1095,13 @@ class _UnitTrainer:
         total, n = 0.0, 0
         for b, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch}", disable=not self.progress, leave=False)):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            teacher_probs = None
+            if self.teacher is not None:  # the teacher sees the same augmented batch, in eval mode
+                with torch.no_grad(), autocast(self.device, self.amp_dtype):
+                    teacher_probs = torch.sigmoid(_forward(self.teacher, x, self.s.task).float())
             with autocast(self.device, self.amp_dtype):
                 logits = _forward(model, x, self.s.task)
-            loss = _batch_loss(logits.float(), y, self.s.task, self.p.dice_eps)
+            loss = _batch_loss(logits.float(), y, self.s.task, self.p.dice_eps, teacher_probs, self.p.kd_alpha)
             if not torch.isfinite(loss):
                 self._nan_error(epoch, f"training (batch {b})", history)
             opt.zero_grad(set_to_none=True)
@@ -1402,7 +1521,9 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
               "folds": data.folds_df.to_dict(orient="records"),
               "n_train_frames": int(data.folds_df.query("fold == 0")["frames"].sum()),
               "test_frame_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
-              "loss": "binary cross-entropy" if s.task == "cls" else "Dice loss, paper Eq. 1 (sums over the batch)",
+              "loss": ("binary cross-entropy" if s.task == "cls" else "Dice loss, paper Eq. 1 (sums over the batch)"
+                       if s.teacher is None else f"distillation: {p.kd_alpha:g} x Dice loss (paper Eq. 1) + "
+                                                 f"{1 - p.kd_alpha:g} x BCE against the teacher's probabilities"),
               "units": {unit_name(r["trial"], r["fold"]): {"best_epoch": r["best_epoch"], "device": r.get("device"),
                                                              "amp": r.get("amp")} for r in records},
               "fingerprint": fp, "files": dict(RUN_FILES)}

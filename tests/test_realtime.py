@@ -6,6 +6,7 @@ machine's speed beyond generous margins.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -295,7 +296,7 @@ def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, 
     lines = []
     table = R.bench_realtime(p, widths=(1.0, 0.5), precisions=("int8",), sizes=(SIZE, SIZE), n_frames=3,
                              routes=(("int8", "onnxruntime"),),  # + the fp32 eager reference, always there
-                             classifier_width=0.125,
+                             classifier_width=0.125, train_students=False,
                              data_dir=tiny_dataset, progress=False, say=lines.append)
     assert tuple(table.columns) == R.REALTIME_COLUMNS
     saved = pd.read_csv(tmp_path / "results" / "smoke" / R.REALTIME_FILE)
@@ -309,6 +310,54 @@ def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, 
     assert (table.fps > 0).all() and (table.latency_p95_ms >= table.latency_p50_ms).all()
     fig = R.plot_realtime_pareto(table)
     assert len(fig.axes[0].collections) >= len(table)
+
+
+def test_bench_realtime_trains_distilled_students_once(tmp_path, tiny_dataset, monkeypatch, one_thread):
+    from endolib.train import student_settings
+
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    p = R.get_profile("smoke", n_boot=20, bench_warmup=0)
+    _save_run(tmp_path / "runs" / "smoke" / "resnet18", "resnet18", SIZE, 0.125)
+    teacher = _save_run(tmp_path / "runs" / "smoke" / "unet", "unet", SIZE, 0.125)
+    kw = dict(widths=(1.0, 0.5), precisions=("fp32",), sizes=(SIZE, SIZE), n_frames=2, routes=(("fp32", "torch"),),
+              classifier_width=0.125, data_dir=tiny_dataset, progress=False)
+    lines = []
+    table = R.bench_realtime(p, say=lines.append, **kw)
+    run = tmp_path / "runs" / "smoke" / "unet_w0.5" / f"seed{p.training_seeds[0]}"
+    assert R.student_run(0.5, "unet", p, root=tmp_path) == run
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["teacher"] == str(teacher) and cfg["loss"].startswith("distillation")
+    assert cfg["model_kwargs"] == {"width_mult": 0.0625}  # half the teacher's own width
+    student = table[table.width == 0.5].iloc[0]
+    assert 0 <= student.dsc <= 1 and student.dsc_drop_lo <= student.dsc_drop <= student.dsc_drop_hi
+    assert not any("not measured" in s for s in lines)
+    stamp = (run / "model.safetensors").stat().st_mtime_ns
+    R.bench_realtime(p, say=None, **kw)  # finished with the same teacher: loaded, not retrained
+    assert (run / "model.safetensors").stat().st_mtime_ns == stamp
+    from endolib.train import prepare_data
+
+    def fingerprint():
+        s = student_settings(0.5, p, data_dir=tiny_dataset, teacher_run=teacher)
+        return prepare_data(s, False).fingerprint(s)
+
+    before = fingerprint()
+    # a retrained teacher (other weights) retrains its students
+    save_file(_net("unet", seed=1, width_mult=0.125).state_dict(), str(teacher / "model.safetensors"))
+    assert fingerprint() != before
+
+
+def test_distillation_changes_what_the_student_learns(tmp_path, tiny_dataset, one_thread):
+    """A student trained only on its teacher's probabilities (kd_alpha=0) is not the ground-truth-trained model."""
+    from endolib.train import student_settings, train_model
+
+    teacher = _save_run(tmp_path / "teacher", "unet", SIZE, 0.125)
+    runs = {}
+    for alpha in (0.0, 1.0):
+        s = student_settings(0.5, "smoke", data_dir=tiny_dataset, teacher_run=teacher, kd_alpha=alpha)
+        s = dataclasses.replace(s, model_dir=tmp_path / f"alpha{alpha:g}")
+        runs[alpha] = pd.read_csv(train_model(s, progress=False, figure=False).run_dir / "history.csv")
+    assert runs[0.0].train_loss.iloc[0] != pytest.approx(runs[1.0].train_loss.iloc[0], abs=1e-6)
+    assert (runs[1.0].train_loss <= 1.0).all()  # Dice alone is in [0, 1]; BCE need not be
 
 
 # ------------------------------------------------------------------------------------------------ 30 FPS clips

@@ -9,8 +9,9 @@ A job's *inputs* are content hashes of
 - ``packages``: the versions of the main packages (torch, numpy, ...),
 - what the notebook reads (:data:`READS`): ``data`` (the prepared dataset by content, plus the raw phantom with
   its videos; the generation log ``phantom.json`` with its timings does not count), ``runs`` (every trained
-  model's folder: weights, predictions, config, history), or another notebook's name (the files that notebook
-  wrote in its last recorded run).
+  model's folder: weights, predictions, config, history), ``realtime`` (``results/<profile>/realtime.csv``, made by
+  ``python -m endolib bench realtime`` outside the runner; 04's paper-claims table reads it), or another
+  notebook's name (the files that notebook wrote in its last recorded run).
 
 A job is skipped only when all of these are equal to the ones recorded after its last successful run **and**
 every output it wrote then is still there with the same content (tables and figures it wrote, its run folder for
@@ -48,13 +49,14 @@ READS: dict[str, tuple[str, ...]] = {
     "02_classifier_training": ("data",),
     "03_segmentation_training": ("data",),
     "05_computational_load": (),
-    "04_evaluation": ("data", "runs", "05_computational_load"),
+    "04_evaluation": ("data", "runs", "05_computational_load", "realtime"),
     "06_figures": ("data", "runs", "05_computational_load"),
     "07_video_demo": ("data", "runs"),
 }
 
 _LABELS = {"notebook": "notebook changed", "parameters": "parameters changed", "endolib": "endolib source changed",
-           "packages": "package versions changed", "data": "dataset changed", "runs": "trained runs changed"}
+           "packages": "package versions changed", "data": "dataset changed", "runs": "trained runs changed",
+           "realtime": "realtime.csv changed (python -m endolib bench realtime)"}
 
 
 def _sha(obj) -> str:
@@ -192,6 +194,8 @@ class Tracker:
                                     prov.tree_fingerprint(self.p.phantom_raw, exclude=("phantom.json",))])
             elif what == "runs":
                 out["runs"] = _sha({m: prov.tree_fingerprint(self.p.run(m)) for m in MODELS})
+            elif what == "realtime":  # made outside the runner (bench realtime); absent is a state too
+                out["realtime"] = prov.tree_fingerprint(self.p.results / "realtime.csv")
             else:
                 out[f"after:{what}"] = self._outputs_of(what)
         return out

@@ -117,6 +117,12 @@ def test_each_kind_of_input_reruns_exactly_what_reads_it(study, monkeypatch):
     (p.results / "table5_compute.csv").unlink()
     fake.latency = "2.0"
     assert go()[0] == ["05_computational_load.ipynb", "04_evaluation.ipynb", "06_figures.ipynb"]
+    # realtime.csv (bench realtime, outside the runner) appears, then changes: 04 (paper claims) reruns, alone
+    (p.results / "realtime.csv").write_text("width,fps\n1.0,5\n")
+    assert go()[0] == ["04_evaluation.ipynb"]
+    (p.results / "realtime.csv").write_text("width,fps\n1.0,6\n")
+    assert go()[0] == ["04_evaluation.ipynb"]
+    assert go()[0] == []
     # a deleted output reruns its job only (same content again: its readers stay up to date)
     (p.figures / "fig1_pipeline.png").unlink()
     assert go()[0] == ["06_figures.ipynb"]

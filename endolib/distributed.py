@@ -301,11 +301,12 @@ def train_on_dask(client, runs: list, retries: int = 1, progress: bool = True) -
     t0 = time.perf_counter()
     report = DaskReport()
     resources = {"GPU": 1} if _workers_have_gpus(client) else None
-    tasks, data_cache = [], {}  # (future, settings, task name, dependency futures), in submission order
+    tasks, data_cache, cost = [], {}, {}  # (future, settings, task name, dependency futures), in submission order
     for s in runs:
         key = (s.arch, str(s.data_dir))
         if key not in data_cache:  # bad input fails here, before anything is submitted
             data_cache[key] = prepare_data(s, progress=False)
+            cost[key] = unit_priority(s, data_cache[key])
         data = data_cache[key]
         deps = []
         for t, k in search_units(s):
@@ -313,7 +314,7 @@ def train_on_dask(client, runs: list, retries: int = 1, progress: bool = True) -
                 report.outcomes.append(TaskOutcome(s.arch, s.training_seed, unit_name(t, k), "done"))
                 continue
             f = client.submit(run_unit, s, t, k, key=f"unit-{s.arch}-seed{s.training_seed}-{unit_name(t, k)}",
-                              retries=retries, resources=resources, pure=False)
+                              retries=retries, resources=resources, pure=False, priority=cost[key])
             tasks.append((f, s, unit_name(t, k), []))
             deps.append(f)
         if s.profile.folds > 1:
@@ -355,6 +356,31 @@ def _workers_have_gpus(client) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- the study
+def unit_priority(settings, data, batch: int = 4) -> int:
+    """Dask priority of a model's units: their estimated cost in milliseconds (one timed training step on ``batch``
+    frames here, scaled to the samples of an epoch and the epochs), so the longest units start first and the cheap
+    ones fill the gaps at the end (longest-processing-time first; in FIFO order the R2U-Nets and SegFormers, last
+    in the paper's order, leave a worker idle at the end). FLOPs do not do: at the quick sizes the small models
+    are bound by memory traffic, not arithmetic. Only the order changes, never a result (a unit's seed is its own).
+    """
+    import torch
+
+    from .compute import torch_threads
+    from .models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(settings.arch, **settings.model_kwargs).train()
+    x = torch.randn(batch, 3, settings.size, settings.size)
+    with torch_threads(1):
+        model(x).float().mean().backward()  # warm-up
+        t0 = time.perf_counter()
+        model(x).float().mean().backward()
+        step = time.perf_counter() - t0
+    p = settings.profile
+    samples = int(data.use.sum()) * (p.expand if settings.task == "seg" else 1)
+    return int(1000 * step / batch * samples * settings.epochs)
+
+
 def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict | None = None, progress: bool = True,
               retries: int = 1, timeout: float = 10.0, notebooks_dir=None, output_dir=None, execute=None) -> list:
     """``python -m endolib run --scheduler ...``: notebook 01, all training units on Dask, then the notebooks.

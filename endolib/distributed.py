@@ -208,10 +208,19 @@ def _logged(settings, what: str, log: Path, fn):
     return out
 
 
+def _relax_malloc() -> None:
+    """endolib.runner.relax_malloc in this worker (idempotent; workers may be started by Dask's nanny with a
+    64 KiB trim threshold, or by SLURM or a user)."""
+    from .runner import relax_malloc
+
+    relax_malloc()
+
+
 def run_unit(settings, trial: int, fold: int) -> dict:
     """Dask task: :func:`endolib.train.train_unit` (search unit) with its output in ``unit.log``."""
     from .train import train_unit, unit_dir, unit_name
 
+    _relax_malloc()
     s = _worker_settings(settings)
     log = unit_dir(s, trial, fold) / "unit.log"
     rec = _logged(s, f"unit {unit_name(trial, fold)} (trial {trial}, fold {fold})", log,
@@ -223,6 +232,7 @@ def run_final(settings, *units) -> dict | None:
     """Dask task: the final retraining of a ``folds > 1`` run, after its search ``units``."""
     from .train import FINAL_FOLD, final_unit, train_final_unit, unit_dir
 
+    _relax_malloc()
     s = _worker_settings(settings)
     fin = _logged(s, "final retraining (choosing the trial)", s.run_dir / "final.log", lambda: final_unit(s))
     log = unit_dir(s, fin[0], FINAL_FOLD) / "unit.log"
@@ -235,6 +245,7 @@ def run_finish(settings, *units) -> dict:
     """Dask task: :func:`endolib.train.finish_run` (test predictions and run files; no figure)."""
     from .train import finish_run
 
+    _relax_malloc()
     s = _worker_settings(settings)
     res = _logged(s, "finish step", s.run_dir / "finish.log", lambda: finish_run(s, progress=False, figure=False))
     return dict(res.test_summary)
@@ -302,11 +313,13 @@ def train_on_dask(client, runs: list, retries: int = 1, progress: bool = True) -
     report = DaskReport()
     resources = {"GPU": 1} if _workers_have_gpus(client) else None
     tasks, data_cache, cost = [], {}, {}  # (future, settings, task name, dependency futures), in submission order
-    for s in runs:
-        key = (s.arch, str(s.data_dir))
-        if key not in data_cache:  # bad input fails here, before anything is submitted
+    for s in runs:  # bad input fails here, before anything is submitted; every cost is known before the first
+        key = (s.arch, str(s.data_dir))  # submission (a unit submitted to an idle worker starts at once)
+        if key not in data_cache:
             data_cache[key] = prepare_data(s, progress=False)
             cost[key] = unit_priority(s, data_cache[key])
+    for s in sorted(runs, key=lambda r: -cost[(r.arch, str(r.data_dir))]):
+        key = (s.arch, str(s.data_dir))
         data = data_cache[key]
         deps = []
         for t, k in search_units(s):

@@ -251,7 +251,8 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
 
     Args:
         width: the student's channel width relative to the teacher, in (0, 1].
-        profile, training_seed, data_dir, **overrides: see :func:`training_settings`.
+        profile, training_seed, data_dir, **overrides: see :func:`training_settings` (``epochs`` defaults to the
+            profile's ``student_epochs``).
         teacher: a U-Net-family segmenter (its run of ``training_seed`` must be finished to train).
         teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
 
@@ -266,6 +267,7 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
                          f"got {teacher!r}")
     if not 0.0 < float(width) <= 1.0:
         raise ValueError(f"width must be in (0, 1] (relative to the teacher), got {width}")
+    overrides.setdefault("epochs", get_profile(profile).student_epochs)
     t = training_settings(teacher, profile, data_dir=data_dir, training_seed=training_seed, task="seg", **overrides)
     teacher_run = Path(teacher_run) if teacher_run is not None else t.run_dir
     cfg = teacher_run / RUN_FILES["config"]  # the teacher's own width, once it is trained (else the profile's)

@@ -179,7 +179,7 @@ def fastest_precision(plan: dict, features: dict) -> str:
         >>> fastest_precision(precision_plan(feats, say=None), feats)
         'int8'
     """
-    if plan["bf16"]["available"] and "amx_tile" in features["flags"]:
+    if plan["bf16"]["available"] and any(f.startswith("amx") for f in features["flags"]):
         return "bf16"
     return next((p for p in ("int8", "bf16") if plan[p]["available"]), "fp32")
 

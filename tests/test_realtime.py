@@ -64,6 +64,18 @@ def test_precision_plan_falls_back_with_one_line_per_missing_isa():
     assert not none["int8"]["available"] and "int8 -> fp32" in none["int8"]["reason"]
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "avx512_vnni"], "bf16"),  # Intel Xeon
+    (["avx2", "avx512f", "avx512_bf16", "avx512_vnni"], "int8"),  # AMD EPYC Zen 4
+    (["avx2"], "int8"),  # AVX2 only: int8 with 7-bit weights
+    (["avx512_bf16"], "bf16"),
+    ([], "fp32"),
+])
+def test_auto_precision_is_the_one_measured_fastest_on_the_cpu_kind(flags, expected):
+    feats = {"model": "x", "flags": flags, "torch_capability": "AVX2"}
+    assert R.fastest_precision(R.precision_plan(feats, say=None), feats) == expected
+
+
 def test_cpu_features_reads_flags(tmp_path):
     f = tmp_path / "cpuinfo"
     f.write_text("model name\t: Fake Xeon\nflags\t\t: fpu avx2 avx512f amx_bf16 sse\n")

@@ -53,28 +53,29 @@ def sha256_file(path: str | Path) -> str:
     return _HASH_CACHE[key]
 
 
-def _files(root: Path, exclude: frozenset = frozenset()) -> list[Path]:
+def _files(root: Path, exclude: frozenset = frozenset(), exclude_dirs: frozenset = frozenset()) -> list[Path]:
     if root.is_file():
         return [root]
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and d not in exclude_dirs)
         out += [Path(dirpath) / f for f in sorted(filenames) if f not in IGNORED_NAMES and f not in exclude]
     return out
 
 
-def tree_fingerprint(root: str | Path, exclude=()) -> str | None:
+def tree_fingerprint(root: str | Path, exclude=(), exclude_dirs=()) -> str | None:
     """SHA-256 over the relative paths and contents of every file under ``root`` (``None`` if it does not exist).
 
     Args:
         root: a folder (or a single file).
         exclude: file names to leave out (e.g. ``("prepare.json",)``).
+        exclude_dirs: folder names to leave out, at any depth (e.g. ``("clips",)``).
     """
     root = Path(root)
     if not root.exists():
         return None
     h = hashlib.sha256()
-    for f in _files(root, frozenset(exclude)):
+    for f in _files(root, frozenset(exclude), frozenset(exclude_dirs)):
         rel = f.name if root.is_file() else f.relative_to(root).as_posix()
         h.update(f"{rel}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()

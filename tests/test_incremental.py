@@ -43,6 +43,8 @@ class FakeStudy:
             if not (p.phantom / "images" / "a.png").exists():
                 (p.phantom / "images" / "a.png").write_bytes(b"frame")
             (p.phantom / "index.csv").write_text("frame_id\na\n")
+            p.phantom_raw.mkdir(parents=True, exist_ok=True)  # the generated phantom (LabelMe, manifest, videos)
+            (p.phantom_raw / "manifest.csv").write_text("patient_id\nP1\n")
             (p.results / "table1.csv").write_text("patients\n6\n")
         elif nb.startswith(("02", "03")):
             self.counter += 1  # training is not bit-reproducible here: every run gives other weights
@@ -58,6 +60,8 @@ class FakeStudy:
         elif nb.startswith("06"):
             (p.figures / "fig1_pipeline.png").write_bytes(b"png1")
         elif nb.startswith("07"):
+            (p.phantom_raw / "clips").mkdir(parents=True, exist_ok=True)  # the 30 FPS clip, rendered on first use
+            (p.phantom_raw / "clips" / "OP1_30fps.mp4").write_bytes(b"clip" + str(len(self.seen)).encode())
             (p.results / "video_smoothing.csv").write_text("setting,dsc\nraw,0.5\n")
         dst.write_text(json.dumps({"cells": [], "ran": nb}))
 

@@ -127,6 +127,11 @@ def test_each_kind_of_input_reruns_exactly_what_reads_it(study, monkeypatch):
     (p.results / "realtime.csv").write_text("width,fps\n1.0,6\n")
     assert go()[0] == ["04_evaluation.ipynb"]
     assert go()[0] == []
+    # a Dask task's log, rewritten with its timing when a finished run is submitted again, is not a result
+    (p.run("unet", 42) / "finish.log").write_text("done in 0.1 s\n")
+    assert go()[0] == []
+    (p.run("unet", 42) / "finish.log").write_text("done in 0.0 s\n")
+    assert go()[0] == []
     # a deleted output reruns its job only (same content again: its readers stay up to date)
     (p.figures / "fig1_pipeline.png").unlink()
     assert go()[0] == ["06_figures.ipynb"]

@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
-# serial: the notebooks train one unit after another; local:2: two one-thread Dask workers train the units first
-# (endolib.distributed). serial stays the default until local:2 is measured faster on a quiet machine (README).
-SCHEDULER ?= serial
+# local:2: two one-thread Dask workers train every unit first (endolib.distributed), then the notebooks load the
+# runs; serial: the notebooks train one unit after another. Measured from a fresh clone on the 2-core machine (AMD
+# EPYC, profile quick, README): local:2 19 min 11 s, serial 22 min 40 s, so local:2 is the default.
+SCHEDULER ?= local:2
 NBVAL  := --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=600
 
 .PHONY: setup paper test unit figures site site-test chromium lab clean distclean

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ def connect(spec: str, timeout: float = 10.0, quiet: bool = True):
 
     from distributed import Client, LocalCluster
 
+    # Dask's nanny writes its workers' pre-spawn environment (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ...)
+    # into this process's os.environ and leaves it there: every notebook kernel started afterwards (05 times the
+    # models) would run on one thread with a 64 KiB trim threshold. Put the environment back once workers exist.
+    environ = dict(os.environ)
     cluster = None
     if kind == "local":
         from .device import default_threads
@@ -136,12 +141,21 @@ def connect(spec: str, timeout: float = 10.0, quiet: bool = True):
                 f"cannot reach the Dask scheduler at {arg} within {timeout:g} s ({type(e).__name__}: {e}); start one "
                 f"with `dask scheduler` and workers with `dask worker {arg} --nthreads 1`, or use --scheduler "
                 f"local:N") from None
+    _restore_environ(environ)
     try:
         yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+        _restore_environ(environ)
+
+
+def _restore_environ(environ: dict) -> None:
+    """Make ``os.environ`` equal to ``environ`` again (see :func:`connect`)."""
+    for k in set(os.environ) - set(environ):
+        del os.environ[k]
+    os.environ.update(environ)
 
 
 def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, seeds=None) -> list:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 
 import pytest
@@ -30,10 +31,24 @@ def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: this process's environment before the cluster started
+ENV_BEFORE: dict = {}
+
+
 @pytest.fixture(scope="module")
 def client():
+    ENV_BEFORE.update(os.environ)
     with D.connect("local:2") as c:
         yield c
+
+
+def test_cluster_leaves_this_process_environment_alone(client):
+    """Dask's nanny wrote OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_=65536 into the runner's environment, so the
+    notebook kernels after the Dask phase ran on one thread (Table 5 timed 2x slower than serial)."""
+    def env(e):
+        return {k: v for k, v in e.items() if k != "PYTEST_CURRENT_TEST"}  # pytest's own, per test
+
+    assert env(os.environ) == env(ENV_BEFORE)
 
 
 def test_parse_scheduler():

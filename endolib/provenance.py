@@ -34,9 +34,11 @@ __all__ = ["sha256_file", "tree_fingerprint", "dataset_fingerprint", "runs_used"
            "changed_files", "job_record", "update_provenance", "load_provenance", "provenance_of"]
 
 #: Files that never count as content: resumable state of an interrupted run, editor and cache debris.
-#: never part of a fingerprint: the resume checkpoint, and the logs of the Dask tasks (endolib.distributed), which
-#: are rewritten with their timings each time a task runs, also when it finds its unit already done
-IGNORED_NAMES = frozenset({"resume.pt", ".DS_Store", "unit.log", "final.log", "finish.log"})
+#: never part of a fingerprint: the resume checkpoint; the logs of the Dask tasks (endolib.distributed), which
+#: are rewritten with their timings each time a task runs, also when it finds its unit already done; and a run's
+#: ONNX export (endolib.video.onnx_path), a cache of model.safetensors (which is fingerprinted) that notebook 07 or
+#: bench realtime writes on first use, after the training job was recorded
+IGNORED_NAMES = frozenset({"resume.pt", ".DS_Store", "unit.log", "final.log", "finish.log", "model.onnx"})
 IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints"})
 _HASH_CACHE: dict[tuple, str] = {}
 

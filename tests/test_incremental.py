@@ -62,6 +62,7 @@ class FakeStudy:
         elif nb.startswith("07"):
             (p.phantom_raw / "clips").mkdir(parents=True, exist_ok=True)  # the 30 FPS clip, rendered on first use
             (p.phantom_raw / "clips" / "OP1_30fps.mp4").write_bytes(b"clip" + str(len(self.seen)).encode())
+            (p.run("unet", 42) / "model.onnx").write_bytes(b"onnx" + str(len(self.seen)).encode())  # export cache
             (p.results / "video_smoothing.csv").write_text("setting,dsc\nraw,0.5\n")
         dst.write_text(json.dumps({"cells": [], "ran": nb}))
 

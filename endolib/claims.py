@@ -295,41 +295,45 @@ def _cpu(results_dir) -> str:
     return f"{e.get('cpu', 'unknown CPU')}, {e.get('bench_threads', e.get('cpu_count', '?'))} threads"
 
 
+def _live_row(res, row: dict, thr: float) -> dict:
+    """The live-stream claim from ``realtime.csv`` (rule ``RULE["live"]``, see :data:`DEPLOY_MAX_DSC_DROP`)."""
+    path = res / "realtime.csv"
+    if not path.is_file():
+        return {**row, "verdict": "inconclusive",
+                "notes": f"{path.name} not found in {res.name}/ (made by `python -m endolib bench realtime "
+                         f"--profile {res.name}`, issue 15): no reduced-precision variant measured"}
+    t = pd.read_csv(path)
+    if "fps" not in t.columns or t.empty:
+        raise ValueError(f"{path}: needs a non-empty 'fps' column; found {list(t.columns)}")
+    if "dsc_drop_hi" not in t.columns:
+        raise ValueError(f"{path}: needs a 'dsc_drop_hi' column (python -m endolib bench realtime); "
+                         f"found {list(t.columns)}")
+    fps_all = t["fps"].astype(float)
+    accurate = t[pd.to_numeric(t["dsc_drop_hi"], errors="coerce") <= DEPLOY_MAX_DSC_DROP]
+    row = {**row, "rule": RULE["live"], "models": f"{len(accurate)} of {len(t)} variants within the DSC bound"}
+    if accurate.empty:
+        return {**row, "verdict": "inconclusive",
+                "notes": f"no variant keeps its DSC drop <= {DEPLOY_MAX_DSC_DROP:g} (95% CI); fastest of all "
+                         f"{fps_all.max():.1f} FPS"}
+    best = accurate.loc[accurate["fps"].astype(float).idxmax()]
+    desc = ", ".join(f"{k} {best[k]}" for k in ("classifier", "segmenter", "width", "precision", "backend",
+                                                   "dsc_drop", "dsc_drop_hi", "machine") if k in t.columns)
+    fps = float(best["fps"])
+    verdict = ("reproduced" if fps >= thr * (1 - KEEP_UP_MAX_DROP) else
+               "contradicted" if fps <= thr / (1 + TIMING_BAND) else "inconclusive")
+    return {**row, "our_estimate": fps, "verdict": verdict,
+            "notes": f"sustained FPS on a paced {thr:g} FPS source of the fastest variant whose DSC drop "
+                     f"stays <= {DEPLOY_MAX_DSC_DROP:g} ({desc}); the fastest of all {len(t)} variants: "
+                     f"{fps_all.max():.1f} FPS"}
+
+
 def _timing_row(profile: Profile, root, claim: Claim) -> dict:
     res = paths(profile, root).results
     row = {"claim": claim.claim, "paper_evidence": claim.paper_evidence, "metric": "fps",
            "models": _model_list(claim.models), "rule": RULE["timing"], "n_comparisons": len(claim.models),
            "n_seeds": np.nan}
     if claim.models == ("realtime.csv",):
-        path = res / "realtime.csv"
-        if not path.is_file():
-            return {**row, "verdict": "inconclusive",
-                    "notes": f"{path.name} not found in {res.name}/ (made by `python -m endolib bench realtime "
-                             f"--profile {profile.name}`, issue 15): no reduced-precision variant measured"}
-        t = pd.read_csv(path)
-        if "fps" not in t.columns or t.empty:
-            raise ValueError(f"{path}: needs a non-empty 'fps' column; found {list(t.columns)}")
-        if "dsc_drop_hi" not in t.columns:
-            raise ValueError(f"{path}: needs a 'dsc_drop_hi' column (python -m endolib bench realtime); "
-                             f"found {list(t.columns)}")
-        fps_all = t["fps"].astype(float)
-        accurate = t[pd.to_numeric(t["dsc_drop_hi"], errors="coerce") <= DEPLOY_MAX_DSC_DROP]
-        row = {**row, "rule": RULE["live"], "models": f"{len(accurate)} of {len(t)} variants within the DSC bound"}
-        if accurate.empty:
-            return {**row, "verdict": "inconclusive",
-                    "notes": f"no variant keeps its DSC drop <= {DEPLOY_MAX_DSC_DROP:g} (95% CI); fastest of all "
-                             f"{fps_all.max():.1f} FPS"}
-        best = accurate.loc[accurate["fps"].astype(float).idxmax()]
-        desc = ", ".join(f"{k} {best[k]}" for k in ("classifier", "segmenter", "width", "precision", "backend",
-                                                       "dsc_drop", "dsc_drop_hi", "machine") if k in t.columns)
-        fps = float(best["fps"])
-        thr = claim.threshold_fps
-        verdict = ("reproduced" if fps >= thr * (1 - KEEP_UP_MAX_DROP) else
-                   "contradicted" if fps <= thr / (1 + TIMING_BAND) else "inconclusive")
-        return {**row, "our_estimate": fps, "verdict": verdict,
-                "notes": f"sustained FPS on a paced {thr:g} FPS source of the fastest variant whose DSC drop "
-                         f"stays <= {DEPLOY_MAX_DSC_DROP:g} ({desc}); the fastest of all {len(t)} variants: "
-                         f"{fps_all.max():.1f} FPS"}
+        return _live_row(res, row, claim.threshold_fps)
     path = res / "table5_compute.csv"
     if not path.is_file():
         return {**row, "verdict": "inconclusive",

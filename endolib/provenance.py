@@ -33,11 +33,10 @@ from .config import MODELS, paths, repo_root
 __all__ = ["sha256_file", "tree_fingerprint", "dataset_fingerprint", "runs_used", "git_state", "snapshot",
            "changed_files", "job_record", "update_provenance", "load_provenance", "provenance_of"]
 
-#: Files that never count as content: resumable state of an interrupted run, editor and cache debris.
-#: never part of a fingerprint: the resume checkpoint; the logs of the Dask tasks (endolib.distributed), which
-#: are rewritten with their timings each time a task runs, also when it finds its unit already done; and a run's
-#: ONNX export (endolib.video.onnx_path), a cache of model.safetensors (which is fingerprinted) that notebook 07 or
-#: bench realtime writes on first use, after the training job was recorded
+#: Files that never count as content: resumable state of an interrupted run, editor debris; the logs of the Dask
+#: tasks (endolib.distributed), rewritten with their timings each time a task runs, also when it finds its unit
+#: already done; a run's ONNX export (endolib.video.onnx_path), a cache of model.safetensors (which counts) that
+#: notebook 07 or bench realtime writes on first use, after the training job was recorded.
 IGNORED_NAMES = frozenset({"resume.pt", ".DS_Store", "unit.log", "final.log", "finish.log", "model.onnx"})
 IGNORED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints"})
 _HASH_CACHE: dict[tuple, str] = {}

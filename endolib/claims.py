@@ -321,10 +321,15 @@ def _live_row(res, row: dict, thr: float) -> dict:
     fps = float(best["fps"])
     verdict = ("reproduced" if fps >= thr * (1 - KEEP_UP_MAX_DROP) else
                "contradicted" if fps <= thr / (1 + TIMING_BAND) else "inconclusive")
-    return {**row, "our_estimate": fps, "verdict": verdict,
+    # the DSC bound decides which variant counts: without the seed spread in its CI it is not decided
+    n_seeds = int(best["n_seeds"]) if "n_seeds" in t.columns and pd.notna(best["n_seeds"]) else 1
+    capped = n_seeds < MIN_SEEDS and verdict != "inconclusive"
+    return {**row, "our_estimate": fps, "verdict": "inconclusive" if capped else verdict, "n_seeds": n_seeds,
             "notes": f"sustained FPS on a paced {thr:g} FPS source of the fastest variant whose DSC drop "
                      f"stays <= {DEPLOY_MAX_DSC_DROP:g} ({desc}); the fastest of all {len(t)} variants: "
-                     f"{fps_all.max():.1f} FPS"}
+                     f"{fps_all.max():.1f} FPS"
+                     + (f"; {verdict} by speed, capped: its DSC drop comes from {n_seeds} training seed(s) "
+                        f"(< {MIN_SEEDS})" if capped else "")}
 
 
 def _timing_row(profile: Profile, root, claim: Claim) -> dict:

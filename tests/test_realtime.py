@@ -283,11 +283,11 @@ def test_video_file_source_ends_cleanly(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ runs + bench
-def _save_run(folder: Path, arch: str, size: int, width: float) -> Path:
+def _save_run(folder: Path, arch: str, size: int, width: float, seed: int | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(_net(arch, width_mult=width).state_dict(), str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"arch": arch, "model_kwargs": {"width_mult": width},
-                                                    "input_size": size}))
+    save_file(_net(arch, seed=seed or 0, width_mult=width).state_dict(), str(folder / "model.safetensors"))
+    cfg = {"arch": arch, "model_kwargs": {"width_mult": width}, "input_size": size}
+    (folder / "config.json").write_text(json.dumps(cfg if seed is None else {**cfg, "training_seed": seed}))
     return folder
 
 
@@ -407,13 +407,52 @@ def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkey
         render._realtime(p, tmp_path)
     rows = [{"classifier": "resnet18", "segmenter": "unet", "width": w, "precision": q, "backend": b,
              "dsc": d, "dsc_drop": 0.0, "dsc_drop_lo": 0.0, "dsc_drop_hi": 0.0, "gate_auroc": 0.9, "fps": f,
-             "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)"}
+             "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)",
+             "n_seeds": 3, "dsc_drop_seed_sd": 0.0}
             for w, q, b, d, f in ((1.0, "fp32", "torch", 0.8, 3.0), (1.0, "int8", "onnxruntime", 0.79, 6.0),
                                   (0.25, "fp32", "onnxruntime", np.nan, 30.0))]
     (tmp_path / "results" / "smoke").mkdir(parents=True)
     pd.DataFrame(rows).to_csv(tmp_path / "results" / "smoke" / R.REALTIME_FILE, index=False)
     assert render._realtime(p, tmp_path) == ["fig_realtime_pareto"]
     assert (tmp_path / "runs" / "smoke" / "figures" / "fig_realtime_pareto.png").is_file()
+
+
+def test_deployable_seeds_pairs_the_runs_of_each_training_seed(tmp_path):
+    p = R.get_profile("smoke")
+    s0, s1 = p.training_seeds
+    runs = tmp_path / "runs" / "smoke"
+    with pytest.raises(FileNotFoundError, match=f"resnet18/seed{s0}: no trained resnet18 run"):
+        R.deployable_seeds(["resnet18", "unet"], p, root=tmp_path)
+    for k in (s0, s1):
+        _save_run(runs / "unet" / f"seed{k}", "unet", SIZE, 0.125, seed=k)
+    _save_run(runs / "resnet18" / f"seed{s1}", "resnet18", SIZE, 0.125, seed=s1)
+    assert R.deployable_seeds(["resnet18", "unet"], p, root=tmp_path) == {
+        s1: [runs / "resnet18" / f"seed{s1}", runs / "unet" / f"seed{s1}"]}
+    assert R.student_run(0.5, "unet", p, root=tmp_path, seed=s1) is None
+
+
+def test_bench_realtime_averages_accuracy_over_training_seeds(tmp_path, tiny_dataset, monkeypatch, one_thread):
+    """Every training seed's pipeline and its own distilled student: means over seeds, a drop CI with the seed
+    spread in it (issue 14's two-level bootstrap), n_seeds and the seed SD in the table."""
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    p = R.get_profile("smoke", n_boot=50, bench_warmup=0)
+    runs = tmp_path / "runs" / "smoke"
+    for k in p.training_seeds:  # other weights per seed
+        _save_run(runs / "resnet18" / f"seed{k}", "resnet18", SIZE, 0.125, seed=k)
+        _save_run(runs / "unet" / f"seed{k}", "unet", SIZE, 0.125, seed=k)
+    table = R.bench_realtime(p, widths=(1.0, 0.5), precisions=("fp32",), sizes=(SIZE, SIZE), n_frames=2,
+                             routes=(("fp32", "torch"),), classifier_width=0.125, data_dir=tiny_dataset,
+                             progress=False, say=None)
+    for k in p.training_seeds:  # one student per seed, distilled from the teacher of that seed
+        cfg = json.loads((runs / "unet_w0.5" / f"seed{k}" / "config.json").read_text())
+        assert cfg["teacher"] == str(runs / "unet" / f"seed{k}")
+    assert (table.n_seeds == len(p.training_seeds)).all()
+    ref, student = table.iloc[0], table[table.width == 0.5].iloc[0]
+    assert ref.dsc_drop == ref.dsc_drop_lo == ref.dsc_drop_hi == ref.dsc_drop_seed_sd == 0
+    env = json.loads((tmp_path / "results" / "smoke" / "realtime_environment.json").read_text())
+    per_seed = [env["reference"][str(k)]["dsc"] for k in p.training_seeds]
+    assert per_seed[0] != per_seed[1] and ref.dsc == pytest.approx(np.mean(per_seed))
+    assert student.dsc_drop_seed_sd > 0 and student.dsc_drop_lo <= student.dsc_drop <= student.dsc_drop_hi
 
 
 def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_dataset, monkeypatch, one_thread):
@@ -424,3 +463,14 @@ def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_
                              data_dir=tiny_dataset, progress=False, say=lines.append)
     assert len(table) == 1 and table.dsc.isna().all() and table.gate_auroc.isna().all() and (table.fps > 0).all()
     assert any("accuracy not measured (NaN) for every variant" in s and "no trained resnet18 run" in s for s in lines)
+
+
+def test_realtime_csv_from_an_older_endolib_is_refused_with_the_fix(tmp_path):
+    f = tmp_path / "results" / "quick" / R.REALTIME_FILE
+    f.parent.mkdir(parents=True)
+    pd.DataFrame([{c: 1.0 for c in R.REALTIME_COLUMNS[:-2]}]).to_csv(f, index=False)  # before n_seeds
+    with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, dsc_drop_seed_sd; rerun "
+                                         r"`python -m endolib bench realtime --profile quick`"):
+        R.read_realtime(f)
+    pd.DataFrame([{c: 1.0 for c in R.REALTIME_COLUMNS}]).to_csv(f, index=False)
+    assert len(R.read_realtime(f)) == 1

@@ -57,20 +57,25 @@ from .config import CLASSIFIERS, Profile, get_profile, paths, repo_root, require
 from .train import distillation_loss  # noqa: F401  (the students' loss; trained by endolib.train.train_students)
 
 __all__ = [
-    "REALTIME_FILE", "REALTIME_COLUMNS", "PRECISIONS", "WIDTHS", "INT8_OPS", "FP32_OPS", "NEUTRAL_OPS",
+    "REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "PRECISIONS", "WIDTHS",
+    "INT8_OPS", "FP32_OPS", "NEUTRAL_OPS",
     "QuantisationError", "cpu_features", "precision_plan", "fastest_precision", "deployable_run", "student_run",
     "bf16_module",
     "FrameCalibrationReader", "int8_plan", "quantise_int8", "ModelStage", "OnnxModelStage", "make_variant_stage",
     "distillation_loss", "LatestSlot", "RealtimeRunner", "RealtimeReport", "open_source", "run_realtime",
-    "evaluate_variant", "dsc_drop_ci", "deployable_seeds", "bench_realtime", "matmul_peaks", "precision_table",
-    "plot_realtime_pareto", "read_realtime",
+    "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds", "bench_realtime", "matmul_peaks",
+    "precision_table", "plot_realtime_pareto", "read_realtime",
     "realtime_main", "bench_main",
 ]
 
 REALTIME_FILE = "realtime.csv"
 REALTIME_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "dsc", "dsc_drop", "dsc_drop_lo",
                     "dsc_drop_hi", "gate_auroc", "fps", "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager",
-                    "machine", "n_seeds", "dsc_drop_seed_sd")
+                    "machine", "n_seeds", "dsc_drop_seed_sd", "fps_min", "fps_max")
+#: the long table beside it: one row per variant and training seed (the values the seed level combines)
+REALTIME_SEED_FILE = "realtime_by_seed.csv"
+REALTIME_SEED_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "seed", "dsc", "dsc_drop",
+                         "dsc_segmenter", "gate_auroc")
 PRECISIONS = ("fp32", "bf16", "int8")
 #: segmenter widths of the deployable variants, relative to the paper model (1.0 = paper width); 1/8 is the
 #: width a single AVX2 core without VNNI needs to come near 25 FPS
@@ -99,6 +104,8 @@ ConstantOfShape Equal Range Clip HardSigmoid HardSwish Neg Tanh""".split())
 PERCENTILES = (50, 95)
 #: frames timed per variant by :func:`bench_realtime` (after ``bench_warmup`` untimed ones)
 BENCH_FRAMES = {"smoke": 6, "quick": 40, "paper": 100}
+#: timed passes over all variants (median reported): two runs of one pass differed by up to 25% in FPS
+BENCH_PASSES = {"smoke": 1, "quick": 3, "paper": 5}
 #: frame rate of an in-memory source (and of the benchmark's simulated camera): the phantom clips' 30 FPS
 LIVE_FPS = 30.0
 #: seconds without a new frame after which a source counts as stalled
@@ -981,24 +988,44 @@ def _calibration(p: Profile, data_dir: Path, size: int, n: int = 16) -> np.ndarr
     return _as_input(load_frames(data_dir, rows, size, masks=False, progress=False).images)
 
 
+def combine_passes(summaries: Sequence[dict]) -> dict:
+    """One variant's timing over several passes: the median of each figure (``fps``, ``latency_p50_ms``,
+    ``latency_p95_ms``, the stages' per-frame times), ``fps_min``/``fps_max`` over the passes and ``passes``
+    (the FPS of each pass).
+
+    Example:
+        >>> s = combine_passes([{"fps": f, "latency_p50_ms": 100 / f} for f in (20.0, 28.0, 25.0)])
+        >>> s["fps"], s["fps_min"], s["fps_max"], s["latency_p50_ms"], s["passes"]
+        (25.0, 20.0, 28.0, 4.0, [20.0, 28.0, 25.0])
+    """
+    if not summaries:
+        raise ValueError("no timed pass to combine")
+    keys = [k for k, v in summaries[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = {k: float(np.median([x[k] for x in summaries])) for k in keys}
+    fps = [float(x["fps"]) for x in summaries]
+    return {**out, "fps_min": min(fps), "fps_max": max(fps), "passes": fps}
+
+
 def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = WIDTHS,
                    precisions: Sequence[str] = PRECISIONS, classifier: str = "resnet18", segmenter: str = "unet",
                    sizes: tuple[int, int] | None = None, n_frames: int | None = None, data_dir=None,
                    classifier_width: float = 1.0, routes: Sequence[tuple[str, str]] = PATHS,
-                   train_students: bool = True, save: bool = True, progress: bool = True,
-                   say: Callable[[str], None] | None = print) -> pd.DataFrame:
+                   train_students: bool = True, n_passes: int | None = None, save: bool = True,
+                   progress: bool = True, say: Callable[[str], None] | None = print) -> pd.DataFrame:
     """``results/<profile>/realtime.csv``: one row per deployable variant (see :data:`REALTIME_COLUMNS`).
 
     Speed: paper-size models (``sizes`` = (classifier, segmenter) input sides, default the paper's 224 / 256;
     widths relative to the paper model, seeded random weights: speed does not depend on the weights) run through
     :class:`RealtimeRunner` with the gate forced open (every frame with tissue: the worst case) on a simulated
     live camera at :data:`LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
-    until ``n_frames`` frames were segmented, every variant in the same run; ``speedup_vs_eager`` is over the
-    fp32 eager paper-width pipeline. Accuracy: for every training seed with both trained
-    (:func:`deployable_seeds`), the profile's classifier and segmenter of that seed converted to the same
-    precision and evaluated on the test set (:func:`evaluate_variant`); ``dsc`` and ``gate_auroc`` are means over
+    until ``n_frames`` frames were segmented, every variant in the same run, ``n_passes`` times over all variants
+    (default :data:`BENCH_PASSES`; :func:`combine_passes`: median FPS and latency, ``fps_min``/``fps_max`` over
+    the passes); ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: for every training
+    seed with both trained (:func:`deployable_seeds`), the profile's classifier and segmenter of that seed
+    converted to the same precision and evaluated on the test set (:func:`evaluate_variant`); ``dsc`` and ``gate_auroc`` are means over
     the ``n_seeds`` seeds, the DSC drop against the fp32 pipeline of the same seed has a two-level CI (training
-    seeds x patient clusters, :func:`dsc_drop_ci`) and ``dsc_drop_seed_sd`` its spread over seeds. Widths below
+    seeds x patient clusters, :func:`dsc_drop_ci`) and ``dsc_drop_seed_sd`` its spread over seeds (per seed:
+    :data:`REALTIME_SEED_FILE`; ``dsc_segmenter`` there is the segmenter alone, without the gate). Widths below
     1.0 use the distilled student of each seed (:func:`student_run`), trained first (or loaded when finished with
     the same settings and teacher) when ``train_students``; without one for every seed their accuracy is NaN
     (said).
@@ -1021,8 +1048,8 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     rng = np.random.default_rng(p.seed)
     stream = rng.integers(0, 256, size=(n_frames + p.bench_warmup, seg_size, seg_size, 3), dtype=np.uint8)
     # ---- speed, paper size
-    calib, speed, gates = {}, {}, {}
-    for w, prec, be in tqdm(variants, desc="speed", disable=not progress):
+    calib, runners, gates = {}, {}, {}
+    for w, prec, be in variants:  # build every variant first, then time them interleaved
         if prec == "int8":
             for s in (cls_size, seg_size):
                 if s not in calib:
@@ -1034,17 +1061,25 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
         torch.manual_seed(p.seed)
         seg_stage = make_variant_stage(create_model(segmenter, width_mult=w), seg_size, "seg", prec, be,
                                        calib.get(seg_size), arch=segmenter)
-        runner = RealtimeRunner(gates[(prec, be)], seg_stage, force_open=True)
-        if p.bench_warmup:
-            runner.run(stream[:p.bench_warmup])
-        # a live 30 FPS source (latest-frame policy) until n_frames were segmented: sustained FPS and latency
-        # from capture to mask as a camera would see them
-        s = speed[(w, prec, be)] = runner.run(itertools.cycle(stream[p.bench_warmup:]), pace=True,
-                                              stop_after=n_frames).summary
-        if say is not None:
-            say(f"  width {w:g} {prec}/{be}: {s['fps']:.1f} FPS, latency p50 {s['latency_p50_ms']:.0f} ms, p95 "
-                f"{s['latency_p95_ms']:.0f} ms (gate {s['classifier_ms_p50']:.1f} ms, segmenter "
-                f"{s['segmenter_ms_p50']:.1f} ms per frame)")
+        runners[(w, prec, be)] = RealtimeRunner(gates[(prec, be)], seg_stage, force_open=True)
+    passes = n_passes or BENCH_PASSES.get(p.name, 1)
+    timed = {v: [] for v in variants}
+    with tqdm(total=passes * len(variants), desc="speed", disable=not progress) as bar:
+        for _ in range(passes):  # every pass visits every variant: a slow spell of the machine hits them all
+            for v, runner in runners.items():
+                if p.bench_warmup:
+                    runner.run(stream[:p.bench_warmup])
+                # a live 30 FPS source (latest-frame policy) until n_frames were segmented: sustained FPS and
+                # latency from capture to mask as a camera would see them
+                timed[v].append(runner.run(itertools.cycle(stream[p.bench_warmup:]), pace=True,
+                                           stop_after=n_frames).summary)
+                bar.update()
+    speed = {v: combine_passes(t) for v, t in timed.items()}
+    if say is not None:
+        for (w, prec, be), s in speed.items():
+            say(f"  width {w:g} {prec}/{be}: {s['fps']:.1f} FPS (passes {s['fps_min']:.1f}-{s['fps_max']:.1f}), "
+                f"latency p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms (gate "
+                f"{s['classifier_ms_p50']:.1f} ms, segmenter {s['segmenter_ms_p50']:.1f} ms per frame)")
     eager = speed.get((1.0, "fp32", "torch"))
     # ---- accuracy, the profile's trained models of every training seed (NaN, said, when they are not trained)
     refs, accs, used = {}, {v: {} for v in variants}, {}
@@ -1092,9 +1127,12 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                     accuracy(prec, be, seg_run.model)
             elif (student := student_run(w, segmenter, p, seed=k)) is not None:
                 accs[(w, prec, be)][k] = accuracy(prec, be, load_run(student).model)
-    rows = []
+    rows, by_seed = [], []
     for (w, prec, be) in variants:
         s, acc = speed[(w, prec, be)], accs[(w, prec, be)]
+        by_seed += [{"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec, "backend": be,
+                     "seed": k, "dsc": a["dsc"], "dsc_drop": refs[k]["dsc"] - a["dsc"],
+                     "dsc_segmenter": a["dsc_segmenter"], "gate_auroc": a["gate_auroc"]} for k, a in acc.items()]
         drop = (np.nan,) * 4
         if acc and set(acc) == set(refs):
             drop = dsc_drop_ci(refs, acc, y, groups, p.n_boot, p.seed, name=f"realtime/{w:g}/{prec}/{be}")
@@ -1107,7 +1145,7 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                      "latency_p50_ms": s["latency_p50_ms"], "latency_p95_ms": s["latency_p95_ms"],
                      "speedup_vs_eager": s["fps"] / eager["fps"] if eager else np.nan,
                      "machine": machine_label(features, plan, prec), "n_seeds": len(acc),
-                     "dsc_drop_seed_sd": drop[3]})
+                     "dsc_drop_seed_sd": drop[3], "fps_min": s["fps_min"], "fps_max": s["fps_max"]})
     table = pd.DataFrame(rows, columns=list(REALTIME_COLUMNS))
     if say is not None and refs:
         missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
@@ -1119,6 +1157,7 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
 
         out = paths(p).results
         write_table(table, out / REALTIME_FILE)
+        write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS), out / REALTIME_SEED_FILE)
         save_json({"features": features, "plan": plan, "sizes": [cls_size, seg_size], "n_frames": n_frames,
                    "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},
                    "reference": {str(k): {m: v for m, v in r.items() if m not in ("stats", "passed")}
@@ -1139,7 +1178,7 @@ def read_realtime(path: str | Path) -> pd.DataFrame:
         >>> read_realtime(f)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: .../realtime.csv: missing column(s) classifier, ...; rerun `python -m endolib bench realtime ... with this endolib
+        ValueError: .../realtime.csv: missing column(s) classifier, ...; rerun ... with this endolib
     """
     t = pd.read_csv(path)
     if tuple(t.columns) != REALTIME_COLUMNS:
@@ -1256,7 +1295,9 @@ def bench_main(argv: list[str]) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--widths", nargs="+", type=float, default=list(WIDTHS))
     ap.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
-    ap.add_argument("--frames", type=int, default=None, help="segmented frames timed per variant")
+    ap.add_argument("--frames", type=int, default=None, help="segmented frames timed per variant and pass")
+    ap.add_argument("--passes", type=int, default=None,
+                    help=f"timed passes over all variants, median reported (default per profile: {BENCH_PASSES})")
     ap.add_argument("--no-train-students", action="store_true",
                     help="do not train missing distilled students (their accuracy is then NaN)")
     ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
@@ -1267,7 +1308,8 @@ def bench_main(argv: list[str]) -> int:
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     table = bench_realtime(p, widths=args.widths, precisions=args.precisions, n_frames=args.frames,
-                           classifier=args.classifier, train_students=not args.no_train_students)
+                           classifier=args.classifier, train_students=not args.no_train_students,
+                           n_passes=args.passes)
     import matplotlib
     matplotlib.use("Agg")
     from .plotting import save_figure

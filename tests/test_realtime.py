@@ -308,9 +308,12 @@ def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, 
     lines = []
     table = R.bench_realtime(p, widths=(1.0, 0.5), precisions=("int8",), sizes=(SIZE, SIZE), n_frames=3,
                              routes=(("int8", "onnxruntime"),),  # + the fp32 eager reference, always there
-                             classifier_width=0.125, train_students=False,
+                             classifier_width=0.125, train_students=False, n_passes=2,
                              data_dir=tiny_dataset, progress=False, say=lines.append)
     assert tuple(table.columns) == R.REALTIME_COLUMNS
+    assert (table.fps_min <= table.fps).all() and (table.fps <= table.fps_max).all()
+    env = json.loads((tmp_path / "results" / "smoke" / "realtime_environment.json").read_text())
+    assert all(len(s["passes"]) == 2 for s in env["speed"].values())
     saved = pd.read_csv(tmp_path / "results" / "smoke" / R.REALTIME_FILE)
     assert tuple(saved.columns) == R.REALTIME_COLUMNS and len(saved) == len(table) == 3
     ref = table[(table.width == 1.0) & (table.precision == "fp32") & (table.backend == "torch")].iloc[0]
@@ -408,7 +411,7 @@ def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkey
     rows = [{"classifier": "resnet18", "segmenter": "unet", "width": w, "precision": q, "backend": b,
              "dsc": d, "dsc_drop": 0.0, "dsc_drop_lo": 0.0, "dsc_drop_hi": 0.0, "gate_auroc": 0.9, "fps": f,
              "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)",
-             "n_seeds": 3, "dsc_drop_seed_sd": 0.0}
+             "n_seeds": 3, "dsc_drop_seed_sd": 0.0, "fps_min": f, "fps_max": f}
             for w, q, b, d, f in ((1.0, "fp32", "torch", 0.8, 3.0), (1.0, "int8", "onnxruntime", 0.79, 6.0),
                                   (0.25, "fp32", "onnxruntime", np.nan, 30.0))]
     (tmp_path / "results" / "smoke").mkdir(parents=True)
@@ -453,6 +456,11 @@ def test_bench_realtime_averages_accuracy_over_training_seeds(tmp_path, tiny_dat
     per_seed = [env["reference"][str(k)]["dsc"] for k in p.training_seeds]
     assert per_seed[0] != per_seed[1] and ref.dsc == pytest.approx(np.mean(per_seed))
     assert student.dsc_drop_seed_sd > 0 and student.dsc_drop_lo <= student.dsc_drop <= student.dsc_drop_hi
+    long = pd.read_csv(tmp_path / "results" / "smoke" / R.REALTIME_SEED_FILE)
+    assert tuple(long.columns) == R.REALTIME_SEED_COLUMNS and len(long) == len(table) * len(p.training_seeds)
+    per_seed = long[long.width == 0.5].set_index("seed").dsc_drop
+    assert student.dsc_drop == pytest.approx(per_seed.mean(), abs=1e-5)  # the csv keeps 6 decimals
+    assert student.dsc_drop_seed_sd == pytest.approx(per_seed.std(ddof=1), abs=1e-5)
 
 
 def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_dataset, monkeypatch, one_thread):
@@ -468,8 +476,9 @@ def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_
 def test_realtime_csv_from_an_older_endolib_is_refused_with_the_fix(tmp_path):
     f = tmp_path / "results" / "quick" / R.REALTIME_FILE
     f.parent.mkdir(parents=True)
-    pd.DataFrame([{c: 1.0 for c in R.REALTIME_COLUMNS[:-2]}]).to_csv(f, index=False)  # before n_seeds
-    with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, dsc_drop_seed_sd; rerun "
+    pd.DataFrame([{c: 1.0 for c in R.REALTIME_COLUMNS[:-4]}]).to_csv(f, index=False)  # before n_seeds
+    with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, dsc_drop_seed_sd, fps_min, "
+                                         r"fps_max; rerun "
                                          r"`python -m endolib bench realtime --profile quick`"):
         R.read_realtime(f)
     pd.DataFrame([{c: 1.0 for c in R.REALTIME_COLUMNS}]).to_csv(f, index=False)

@@ -64,7 +64,7 @@ __all__ = [
     "FrameCalibrationReader", "int8_plan", "quantise_int8", "ModelStage", "OnnxModelStage", "make_variant_stage",
     "distillation_loss", "LatestSlot", "RealtimeRunner", "RealtimeReport", "open_source", "run_realtime",
     "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds", "bench_realtime", "matmul_peaks",
-    "precision_table", "plot_realtime_pareto", "read_realtime",
+    "precision_table", "plot_realtime_pareto", "pareto_figure", "read_realtime",
     "realtime_main", "bench_main",
 ]
 
@@ -1020,14 +1020,14 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     live camera at :data:`LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
     until ``n_frames`` frames were segmented, every variant in the same run, ``n_passes`` times over all variants
     (default :data:`BENCH_PASSES`; :func:`combine_passes`: median FPS and latency, ``fps_min``/``fps_max`` over
-    the passes); ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: for every training
-    seed with both trained (:func:`deployable_seeds`), the profile's classifier and segmenter of that seed
-    converted to the same precision and evaluated on the test set (:func:`evaluate_variant`); ``dsc`` and ``gate_auroc`` are means over
-    the ``n_seeds`` seeds, the DSC drop against the fp32 pipeline of the same seed has a two-level CI (training
-    seeds x patient clusters, :func:`dsc_drop_ci`) and ``dsc_drop_seed_sd`` its spread over seeds (per seed:
-    :data:`REALTIME_SEED_FILE`; ``dsc_segmenter`` there is the segmenter alone, without the gate). Widths below
-    1.0 use the distilled student of each seed (:func:`student_run`), trained first (or loaded when finished with
-    the same settings and teacher) when ``train_students``; without one for every seed their accuracy is NaN
+    the passes); ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: for every training seed
+    with both trained (:func:`deployable_seeds`), the profile's classifier and segmenter of that seed converted to
+    the same precision and evaluated on the test set (:func:`evaluate_variant`); ``dsc`` and ``gate_auroc`` are
+    means over the ``n_seeds`` seeds, the DSC drop against the fp32 pipeline of the same seed has a two-level CI
+    (training seeds x patient clusters, :func:`dsc_drop_ci`) and ``dsc_drop_seed_sd`` its spread over seeds (per
+    seed: :data:`REALTIME_SEED_FILE`; ``dsc_segmenter`` there is the segmenter alone, without the gate). Widths
+    below 1.0 use the distilled student of each seed (:func:`student_run`), trained first (or loaded when finished
+    with the same settings and teacher) when ``train_students``; without one for every seed their accuracy is NaN
     (said).
     ``classifier_width`` scales the gate for speed (1.0 = paper; tests use less); ``routes`` restricts the
     (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it).
@@ -1198,10 +1198,14 @@ def _shown(path) -> str:
     return str(path.relative_to(repo_root())) if path.is_relative_to(repo_root()) else str(path)
 
 
-def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS):
-    """DSC (two-stage, frames with tissue) against sustained FPS, one point per variant; variants without
-    measured accuracy (no trained student) are drawn on a strip below the axis. Returns the Figure."""
+def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS,
+                         by_seed: pd.DataFrame | None = None):
+    """DSC (two-stage, frames with tissue; mean over training seeds) against sustained FPS (median of the timed
+    passes, bar from the slowest to the fastest pass), one point per variant; with ``by_seed``
+    (:data:`REALTIME_SEED_FILE`) each seed's DSC as a small faint point beside it. Variants without measured
+    accuracy (no trained student) are drawn on a strip below the axis. Returns the Figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     from .plotting import PALETTE, paper_style
 
@@ -1213,25 +1217,49 @@ def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS):
     colour = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(widths)}
     known = table.dropna(subset=["dsc"])
     floor = (known["dsc"].min() - 0.05) if len(known) else 0.0
+    if by_seed is not None and len(by_seed):
+        floor = min(floor, by_seed["dsc"].min() - 0.05)
+    key = ["width", "precision", "backend"]
     for r in table.itertuples():
         y = r.dsc if not np.isnan(r.dsc) else floor
-        ax.scatter(r.fps, y, marker=markers.get((r.precision, r.backend), ("o", ""))[0], s=40,
+        marker = markers.get((r.precision, r.backend), ("o", ""))[0]
+        ax.scatter(r.fps, y, marker=marker, s=40, zorder=3,
                    facecolors=colour[r.width] if not np.isnan(r.dsc) else "none", edgecolors=colour[r.width])
+        if {"fps_min", "fps_max"} <= set(table.columns) and np.isfinite([r.fps_min, r.fps_max]).all():
+            ax.plot([r.fps_min, r.fps_max], [y, y], color=colour[r.width], lw=0.8, zorder=2)
+        if by_seed is not None and not np.isnan(r.dsc):
+            seeds = by_seed[(by_seed[key] == [r.width, r.precision, r.backend]).all(axis=1)]
+            ax.scatter(np.full(len(seeds), r.fps), seeds["dsc"], marker=marker, s=12, alpha=0.35, lw=0,
+                       color=colour[r.width], zorder=1)
     ax.axvline(target_fps, color="grey", ls="--", lw=0.8)
     ax.text(target_fps, ax.get_ylim()[1], f" {target_fps:g} FPS", fontsize=6, va="top", color="grey")
     for w in widths:
         ax.scatter([], [], color=colour[w], label=f"width {w:g}")
-    for key, (m, label) in markers.items():
-        if ((table["precision"] == key[0]) & (table["backend"] == key[1])).any():
+    for k, (m, label) in markers.items():
+        if ((table["precision"] == k[0]) & (table["backend"] == k[1])).any():
             ax.scatter([], [], color="grey", marker=m, label=label)
+    if by_seed is not None and len(by_seed):
+        ax.scatter([], [], color="grey", s=12, alpha=0.35, lw=0, label="one training seed")
     if known.shape[0] < len(table):
         ax.axhline(floor, color="lightgrey", lw=0.6)
         ax.scatter([], [], facecolors="none", edgecolors="grey", label="accuracy not measured\n(no trained student)")
     machine = table["machine"].iloc[0].split(" (")[0] if len(table) else ""
-    ax.set(xscale="log", xlabel="sustained FPS, frames with tissue (2 threads)",
+    ax.set(xscale="log", xlabel="sustained FPS, frames with tissue (2 threads; bar: range of passes)",
            ylabel="two-stage DSC (frames with tissue)", title=f"Accuracy vs speed of deployable variants\n{machine}")
+    ax.xaxis.set_major_locator(FixedLocator([1, 2, 3, 5, 10, 20, 30, 50, 100]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=6, frameon=False, loc="best")
     return fig
+
+
+def pareto_figure(results_dir: str | Path, target_fps: float = TARGET_FPS):
+    """:func:`plot_realtime_pareto` of ``<results_dir>/realtime.csv`` (:func:`read_realtime`), with the seeds of
+    :data:`REALTIME_SEED_FILE` when it is there."""
+    results_dir = Path(results_dir)
+    seed_file = results_dir / REALTIME_SEED_FILE
+    return plot_realtime_pareto(read_realtime(results_dir / REALTIME_FILE), target_fps,
+                                pd.read_csv(seed_file) if seed_file.is_file() else None)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -1314,7 +1342,8 @@ def bench_main(argv: list[str]) -> int:
     matplotlib.use("Agg")
     from .plotting import save_figure
 
-    fig = plot_realtime_pareto(table)
+    fig = pareto_figure(paths(p).results) if (paths(p).results / REALTIME_FILE).is_file() else \
+        plot_realtime_pareto(table)
     png = save_figure(fig, "fig_realtime_pareto", figures_dir=paths(p).figures)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.drop(columns=["machine"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

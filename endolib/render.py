@@ -148,12 +148,12 @@ def _video(p: Profile, data_dir: Path) -> list[str]:
 
 
 def _realtime(p: Profile, data_dir: Path) -> list[str]:
-    from .realtime import REALTIME_FILE, plot_realtime_pareto, read_realtime
+    from .realtime import REALTIME_FILE, pareto_figure
 
     f = paths(p).results / REALTIME_FILE
     if not f.is_file():
         raise FileNotFoundError(f"{f} is missing; make it with `python -m endolib bench realtime --profile {p.name}`")
-    return [_save(plot_realtime_pareto(read_realtime(f)), "fig_realtime_pareto", p)]
+    return [_save(pareto_figure(f.parent), "fig_realtime_pareto", p)]
 
 
 #: Figure groups in rendering order: (group name, renderer ``(profile, data_dir) -> saved figure names``).

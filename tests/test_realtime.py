@@ -461,6 +461,9 @@ def test_bench_realtime_averages_accuracy_over_training_seeds(tmp_path, tiny_dat
     per_seed = long[long.width == 0.5].set_index("seed").dsc_drop
     assert student.dsc_drop == pytest.approx(per_seed.mean(), abs=1e-5)  # the csv keeps 6 decimals
     assert student.dsc_drop_seed_sd == pytest.approx(per_seed.std(ddof=1), abs=1e-5)
+    fig = R.pareto_figure(tmp_path / "results" / "smoke")  # one faint point per seed beside each variant
+    seed_points = [c for c in fig.axes[0].collections if c.get_alpha() == pytest.approx(0.35) and len(c.get_offsets())]
+    assert len(seed_points) == len(table) and all(len(c.get_offsets()) == 2 for c in seed_points)
 
 
 def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_dataset, monkeypatch, one_thread):

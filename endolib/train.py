@@ -1030,12 +1030,14 @@ class _UnitTrainer:
                 scaler.load_state_dict(state["scaler"])
             stop, best, start, history = dict(state["stop"]), state["best"], state["epoch"] + 1, state["history"]
             _set_rng_state(state["rng"])  # as it was at the end of that epoch (dropout, drop-path)
-            print(f"resuming {s.arch} seed {s.training_seed} {unit_name(trial, fold)} from {self.ckpt} "
+            print(f"resuming {s.model_dir.name} seed {s.training_seed} {unit_name(trial, fold)} from {self.ckpt} "
                   f"after epoch {state['epoch']}")
         ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                           rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
                           colour_jitter=p.colour_jitter, seed=self.seed)
-        label = f"{s.arch} seed {s.training_seed} trial {trial} " + ("final" if fold == FINAL_FOLD else f"fold {fold}")
+        # the run's folder name: a distilled student shows as unet_w0.25, not as its architecture
+        label = f"{s.model_dir.name} seed {s.training_seed} trial {trial} " + (
+            "final" if fold == FINAL_FOLD else f"fold {fold}")
         bar = tqdm(range(start, epochs + 1), desc=label, disable=not self.progress, leave=False,
                    initial=start - 1, total=epochs)
         for epoch in bar:

@@ -37,8 +37,8 @@ from . import stats as S
 from .config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, paths
 
 __all__ = ["MARGINS", "ALPHA", "MIN_SEEDS", "TIMING_BAND", "VERDICTS", "LOWER_IS_BETTER", "CLAIM_COLUMNS", "RULE",
-           "Claim", "CLAIMS", "tail_pvalues", "judge_comparisons", "paper_claims", "claims_table",
-           "summarise_claims", "describe_rule", "claim_list"]
+           "Claim", "CLAIMS", "deployable_accuracy", "tail_pvalues", "judge_comparisons", "paper_claims",
+           "claims_table", "summarise_claims", "describe_rule", "claim_list"]
 
 #: equivalence margins of "not different" claims, on the metric's 0-1 scale (docs/statistics.md: about 3x the
 #: paper's own CI half-widths, and below the smallest difference the paper calls real, 0.07 DSC)
@@ -296,6 +296,25 @@ def _cpu(results_dir) -> str:
     return f"{e.get('cpu', 'unknown CPU')}, {e.get('bench_threads', e.get('cpu_count', '?'))} threads"
 
 
+def deployable_accuracy(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Which variants of a ``realtime.csv`` table are *shown to keep* the paper model's accuracy (upper end of the
+    95% CI of the DSC drop <= :data:`DEPLOY_MAX_DSC_DROP`) and which are *shown to lose* it (lower end above it),
+    each decided only with the seed spread in the CI (``n_seeds`` >= :data:`MIN_SEEDS`; a missing column counts
+    as one seed). Variants in neither are undecided (e.g. accuracy not measured).
+
+    Example:
+        >>> t = pd.DataFrame({"dsc_drop_lo": [0.0, -0.3, 0.1], "dsc_drop_hi": [0.0, 0.5, 0.2], "n_seeds": 3})
+        >>> [m.tolist() for m in deployable_accuracy(t)]
+        [[True, False, False], [False, False, True]]
+    """
+    def num(c):
+        return pd.to_numeric(table[c], errors="coerce") if c in table.columns else pd.Series(np.nan, index=table.index)
+
+    decided = num("n_seeds").fillna(1) >= MIN_SEEDS
+    return (decided & (num("dsc_drop_hi") <= DEPLOY_MAX_DSC_DROP),
+            decided & (num("dsc_drop_lo") > DEPLOY_MAX_DSC_DROP))
+
+
 def _live_row(res, row: dict, thr: float) -> dict:
     """The live-stream claim from ``realtime.csv`` (rule ``RULE["live"]``, see :data:`DEPLOY_MAX_DSC_DROP`)."""
     path = res / "realtime.csv"
@@ -310,16 +329,11 @@ def _live_row(res, row: dict, thr: float) -> dict:
         raise ValueError(f"{path}: needs a 'dsc_drop_hi' column (python -m endolib bench realtime); "
                          f"found {list(t.columns)}")
     fps_all = t["fps"].astype(float)
-
-    def num(c):
-        return pd.to_numeric(t[c], errors="coerce") if c in t.columns else pd.Series(np.nan, index=t.index)
-
-    # a variant's accuracy is decided only with the seed spread in its CI (>= MIN_SEEDS training seeds)
-    decided = num("n_seeds").fillna(1) >= MIN_SEEDS
-    accurate = t[decided & (num("dsc_drop_hi") <= DEPLOY_MAX_DSC_DROP)]  # shown to keep the paper's accuracy
-    possible = t[~(decided & (num("dsc_drop_lo") > DEPLOY_MAX_DSC_DROP))]  # not shown to lose it (NaN: unknown)
+    keeps, loses = deployable_accuracy(t)
+    accurate, possible = t[keeps], t[~loses]
+    n_seeds = pd.to_numeric(t["n_seeds"], errors="coerce") if "n_seeds" in t.columns else pd.Series(dtype=float)
     row = {**row, "rule": RULE["live"], "models": f"{len(accurate)} of {len(t)} variants within the DSC bound",
-           "n_seeds": int(num("n_seeds").max()) if num("n_seeds").notna().any() else 1}
+           "n_seeds": int(n_seeds.max()) if n_seeds.notna().any() else 1}
 
     def fastest(sub):
         if sub.empty:

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
-# local:2: two one-thread Dask workers train every unit first (endolib.distributed), then the notebooks load the
+# local:2: two one-thread Dask workers train every unit first (endolib.study.distributed), then the notebooks load the
 # runs; serial: the notebooks train one unit after another. Measured from a fresh clone on the 2-core machine (AMD
 # EPYC, profile quick, README): local:2 19 min 11 s, serial 22 min 40 s, so local:2 is the default.
 SCHEDULER ?= local:2
@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
-# Reruns only the notebooks whose inputs changed (endolib.incremental; FORCE=1 reruns all). After a quick run the
-# model card and the data card's Table 1 are regenerated from the new tables (endolib.cards).
+# Reruns only the notebooks whose inputs changed (endolib.study.incremental; FORCE=1 reruns all). After a quick run the
+# model card and the data card's Table 1 are regenerated from the new tables (endolib.study.cards).
 paper: setup
 	$(PY) -m endolib run --profile $(PROFILE) --scheduler $(SCHEDULER) $(if $(FORCE),--force,)
-	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib.cards; fi
+	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib cards; fi
 
 # Unit tests, then every notebook under nbval; then the notebook tests and the trained-number checks again with the
 # floating-point numerics perturbed (endolib.repro.PERTURBED_NUMERICS), so a test that would fail on another CPU

@@ -86,8 +86,8 @@ class Profile:
     bench_warmup: int = 10
     bench_repeats: int = 50
     bench_models: tuple | None = None  # models notebook 05 times (None = all eleven; counts always cover all)
-    bench_backends: tuple | None = None  # CPU paths notebook 05 compares (None = all of endolib.compute.BACKENDS)
-    # --- deployment: distilled students (issue 15, endolib.realtime) ---
+    bench_backends: tuple | None = None  # CPU paths notebook 05 compares (None = all of endolib.deploy.compute.BACKENDS)
+    # --- deployment: distilled students (issue 15, endolib.deploy.realtime) ---
     student_widths: tuple = (0.5, 0.25, 0.125)  # U-Net students' widths relative to the teacher (the profile's U-Net)
     kd_alpha: float = 0.5  # student loss: kd_alpha * Dice(ground truth) + (1 - kd_alpha) * BCE(teacher probs)
     student_epochs: int = 50  # students' maximum epochs (early stopping as for the teacher); small students learn

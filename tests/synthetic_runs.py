@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile, paths
-from endolib.metrics import quantise
+from endolib.evaluation.metrics import quantise
 
 
 def write_predictions(run_dir: str | Path, frame_ids, probs: np.ndarray, size: int, task: str) -> Path:

@@ -1,4 +1,4 @@
-"""The committed model and data cards match the committed result tables (endolib.cards)."""
+"""The committed model and data cards match the committed result tables (endolib.study.cards)."""
 from __future__ import annotations
 
 import shutil
@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from endolib.cards import (CARD_PATH, DATA_CARD_PATH, data_card_table, fmt_ci, model_card, with_table1)
 from endolib.config import MODELS
+from endolib.study.cards import (
+    CARD_PATH,
+    DATA_CARD_PATH,
+    data_card_table,
+    fmt_ci,
+    model_card,
+    with_table1,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_model_card_is_generated_from_the_committed_tables():
     committed = (ROOT / CARD_PATH).read_text()
     assert committed == model_card("quick", ROOT), \
-        f"{CARD_PATH} is out of date with results/quick/: run `python -m endolib.cards`"
+        f"{CARD_PATH} is out of date with results/quick/: run `python -m endolib.study.cards`"
     assert "Research only. Not a medical device." in committed
     for model in MODELS:
         assert f"(`{model}`)" in committed
@@ -38,7 +45,7 @@ def test_data_card_table1_matches_the_committed_table():
     card = (ROOT / DATA_CARD_PATH).read_text()
     table = data_card_table("quick", ROOT)
     assert with_table1(card, table) == card, \
-        f"{DATA_CARD_PATH}: Table 1 block is out of date with results/quick/table1.csv: run `python -m endolib.cards`"
+        f"{DATA_CARD_PATH}: Table 1 block is out of date with results/quick/table1.csv: run `python -m endolib.study.cards`"
     assert "| patients | 22 | 6 |" in table
 
 

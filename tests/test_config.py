@@ -1,6 +1,14 @@
 import pytest
 
-from endolib.config import CLASSIFIERS, MODELS, PROFILES, SEGMENTERS, get_profile, paths, require
+from endolib.config import (
+    CLASSIFIERS,
+    MODELS,
+    PROFILES,
+    SEGMENTERS,
+    get_profile,
+    paths,
+    require,
+)
 
 
 def test_profiles_exist_and_scale():
@@ -15,7 +23,7 @@ def test_profiles_exist_and_scale():
 
 def test_per_task_settings_apply_before_overrides():
     from endolib.config import Profile
-    from endolib.train import training_settings
+    from endolib.training.settings import training_settings
 
     q = PROFILES["quick"]
     assert q.for_task("cls").lr == q.per_task["cls"]["lr"] and q.for_task("seg").lr == q.lr

@@ -11,9 +11,31 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageOps
 
-from endolib import data as D
-from endolib.baseline import colour_baseline, fit_lut_rule, fit_threshold_rule
 from endolib.config import get_profile
+from endolib.data.dataset import (
+    INDEX_COLUMNS,
+    check_dataset,
+    cohort_table,
+    load_image,
+    load_index,
+    load_mask,
+    plot_montage,
+)
+from endolib.data.groups import assign_groups, assign_split, read_manifest
+from endolib.data.importers import (
+    Frame,
+    extract_frames,
+    import_folders,
+    import_labelme,
+    import_video,
+)
+from endolib.data.prepare import open_prepared, prepare_dataset
+from endolib.data.readers import ImportReport, labelme_mask, read_image, read_mask
+from endolib.evaluation.baseline import (
+    colour_baseline,
+    fit_lut_rule,
+    fit_threshold_rule,
+)
 
 H, W = 20, 30
 
@@ -66,7 +88,7 @@ def by_name(frames):
     return {Path(f.rel).name: f for f in frames}
 
 
-def reasons(report: D.ImportReport, status: str) -> dict[str, str]:
+def reasons(report: ImportReport, status: str) -> dict[str, str]:
     return {Path(r["file"]).name: r["reason"] for r in report.rows if r["status"] == status}
 
 
@@ -108,8 +130,8 @@ def labelme_dir(tmp_path) -> Path:
 
 
 def test_labelme_shapes_are_rasterised_like_labelme(labelme_dir):
-    rep = D.ImportReport()
-    f = by_name(D.import_labelme(labelme_dir, report=rep))
+    rep = ImportReport()
+    f = by_name(import_labelme(labelme_dir, report=rep))
     block = np.zeros((H, W), bool)
     block[4:10, 6:14] = True  # PIL fills the polygon including its outline: columns 6..13, rows 4..9
     assert np.array_equal(f["poly"].mask, block)
@@ -124,8 +146,8 @@ def test_labelme_shapes_are_rasterised_like_labelme(labelme_dir):
 
 
 def test_labelme_bad_inputs_are_reported_by_file(labelme_dir):
-    rep = D.ImportReport()
-    frames = by_name(D.import_labelme(labelme_dir, report=rep))
+    rep = ImportReport()
+    frames = by_name(import_labelme(labelme_dir, report=rep))
     skipped, warned = reasons(rep, "skipped"), reasons(rep, "warning")
     assert "cannot read image" in skipped["garbage.png"] and "garbage.png" in skipped["garbage.png"]
     assert "not a LabelMe file" in skipped["notlabelme.json"]
@@ -143,7 +165,7 @@ def test_labelme_bad_inputs_are_reported_by_file(labelme_dir):
 
 
 def test_labelme_label_filter(labelme_dir):
-    frames = by_name(D.import_labelme(labelme_dir, labels=["something else"], report=D.ImportReport()))
+    frames = by_name(import_labelme(labelme_dir, labels=["something else"], report=ImportReport()))
     assert not frames["poly"].mask.any()
 
 
@@ -157,8 +179,8 @@ def test_exif_rotation_is_applied_like_labelme(tmp_path):
     pts = [[int(xs.min()), int(ys.min())], [int(xs.max()), int(ys.min())], [int(xs.max()), int(ys.max())],
            [int(xs.min()), int(ys.max())]]
     write(tmp_path / "lm" / "rot.json", labelme([poly(pts)], "rot.jpg", h=W, w=H))
-    rep = D.ImportReport()
-    f = by_name(D.import_labelme(tmp_path / "lm", report=rep))["rot"]
+    rep = ImportReport()
+    f = by_name(import_labelme(tmp_path / "lm", report=rep))["rot"]
     assert f.image.shape == (W, H, 3) and not rep.rows
     assert f.image[f.mask].mean() > 200 and f.image[~f.mask].mean() < 120  # mask on the block
 
@@ -167,8 +189,8 @@ def test_annotation_made_without_exif_is_matched_to_the_unrotated_pixels(tmp_pat
     (tmp_path / "lm").mkdir()
     save_jpeg_with_orientation(tmp_path / "lm" / "rot.jpg", rgb(seed=1), 6)
     write(tmp_path / "lm" / "rot.json", labelme([poly(BLOCK)], "rot.jpg", h=H, w=W))  # raw orientation
-    rep = D.ImportReport()
-    f = by_name(D.import_labelme(tmp_path / "lm", report=rep))["rot"]
+    rep = ImportReport()
+    f = by_name(import_labelme(tmp_path / "lm", report=rep))["rot"]
     assert f.image.shape == (H, W, 3) and f.image[f.mask].mean() > 200
     assert "unrotated pixels" in reasons(rep, "warning")["rot.json"]
 
@@ -198,8 +220,8 @@ def folders(tmp_path):
 
 def test_folder_masks_in_every_format(folders):
     img_dir, mask_dir, block = folders
-    rep = D.ImportReport()
-    f = by_name(D.import_folders(img_dir, mask_dir, mask_suffix="_mask", report=rep))
+    rep = ImportReport()
+    f = by_name(import_folders(img_dir, mask_dir, mask_suffix="_mask", report=rep))
     for name in ("png01", "png0255", "jpegnoise", "rgbmask", "sixteen", "palette", "nested"):
         assert np.array_equal(f[name].mask, block), name
     assert f["nested"].rel == "P01/nested"
@@ -213,10 +235,10 @@ def test_folder_masks_in_every_format(folders):
 def test_folder_masks_beside_images_need_a_suffix(tmp_path):
     write(tmp_path / "a.png", rgb())
     write(tmp_path / "a_mask.png", np.zeros((H, W), np.uint8))
-    frames = D.import_folders(tmp_path, mask_suffix="_mask", report=D.ImportReport())
+    frames = import_folders(tmp_path, mask_suffix="_mask", report=ImportReport())
     assert [f.rel for f in frames] == ["a"]
     with pytest.raises(ValueError, match="mask_suffix"):
-        D.import_folders(tmp_path, tmp_path)
+        import_folders(tmp_path, tmp_path)
 
 
 def test_folder_mask_drawn_on_unrotated_pixels_is_rotated_with_its_image(tmp_path):
@@ -226,8 +248,8 @@ def test_folder_mask_drawn_on_unrotated_pixels_is_rotated_with_its_image(tmp_pat
     write(tmp_path / "msk" / "a.png", ((raw.mean(2) > 200) * 255).astype(np.uint8))  # on the stored grid
     write(tmp_path / "img" / "b.png", rgb(seed=3))
     write(tmp_path / "msk" / "b.png", np.zeros((H, W), np.uint8))
-    rep = D.ImportReport()
-    f = by_name(D.import_folders(tmp_path / "img", tmp_path / "msk", report=rep))
+    rep = ImportReport()
+    f = by_name(import_folders(tmp_path / "img", tmp_path / "msk", report=rep))
     assert f["a"].image.shape == (W, H, 3)
     assert f["a"].image[f["a"].mask].mean() > 200 and f["a"].mask.sum() == 48
     assert "before its EXIF rotation" in reasons(rep, "warning")["a.png"]
@@ -237,17 +259,17 @@ def test_lossy_01_mask_is_flagged_not_silently_empty(tmp_path):
     m = np.zeros((H, W), np.uint8)
     m[4:10, 6:14] = 3  # e.g. a 0/1 mask after a lossy conversion
     write(tmp_path / "m.png", m)
-    rep = D.ImportReport()
-    assert not D.read_mask(tmp_path / "m.png", report=rep).any()
+    rep = ImportReport()
+    assert not read_mask(tmp_path / "m.png", report=rep).any()
     assert "half range" in rep.rows[0]["reason"]
 
 
 def test_unreadable_files_name_themselves(tmp_path):
     write(tmp_path / "x.png", b"\x89PNG broken")
     with pytest.raises(ValueError, match=r"x\.png: cannot read image"):
-        D.read_image(tmp_path / "x.png")
+        read_image(tmp_path / "x.png")
     with pytest.raises(FileNotFoundError, match="nothere.png"):
-        D.read_image(tmp_path / "nothere.png")
+        read_image(tmp_path / "nothere.png")
 
 
 # ------------------------------------------------------------------------------------------------ video
@@ -268,12 +290,12 @@ def write_video(path: Path, n: int = 30, fps: int = 5, size=(32, 48)) -> None:
 
 def test_frames_are_extracted_at_the_interval(tmp_path):
     write_video(tmp_path / "op1.mp4")  # 6 s at 5 fps, frame k has grey level 8k
-    out = D.extract_frames(tmp_path / "op1.mp4", tmp_path / "frames", interval_s=2.0)
+    out = extract_frames(tmp_path / "op1.mp4", tmp_path / "frames", interval_s=2.0)
     assert [t for _, t in out] == [0.0, 2.0, 4.0]
     assert [p.name for p, _ in out] == ["op1_t00000000ms.png", "op1_t00002000ms.png", "op1_t00004000ms.png"]
     levels = [np.asarray(Image.open(p)).mean() for p, _ in out]
     assert np.allclose(levels, [0, 80, 160], atol=6)
-    again = D.extract_frames(tmp_path / "op1.mp4", tmp_path / "frames", interval_s=2.0)  # resumable
+    again = extract_frames(tmp_path / "op1.mp4", tmp_path / "frames", interval_s=2.0)  # resumable
     assert [p for p, _ in again] == [p for p, _ in out]
 
 
@@ -281,13 +303,13 @@ def test_video_import_asks_for_annotations_then_imports_them(tmp_path):
     (tmp_path / "videos").mkdir()
     write_video(tmp_path / "videos" / "op1.mp4")
     write(tmp_path / "videos" / "broken.mp4", b"not a video")
-    rep = D.ImportReport()
+    rep = ImportReport()
     with pytest.raises(ValueError, match="none is annotated yet.*LabelMe"):
-        D.import_video(tmp_path / "videos", tmp_path / "frames", 2.0, report=rep)
+        import_video(tmp_path / "videos", tmp_path / "frames", 2.0, report=rep)
     assert "broken.mp4" in reasons(rep, "skipped")
     write(tmp_path / "frames" / "op1" / "op1_t00002000ms.json",
           labelme([poly([[2, 2], [20, 2], [20, 20]])], "op1_t00002000ms.png", h=32, w=48))
-    frames = D.import_video(tmp_path / "videos", tmp_path / "frames", 2.0, report=D.ImportReport())
+    frames = import_video(tmp_path / "videos", tmp_path / "frames", 2.0, report=ImportReport())
     assert [(Path(f.rel).name, f.time_s, bool(f.mask.any())) for f in frames] == [
         ("op1_t00000000ms", 0.0, False), ("op1_t00002000ms", 2.0, True), ("op1_t00004000ms", 4.0, False)]
 
@@ -301,27 +323,27 @@ def manifest_file(tmp_path, rows) -> Path:
 
 def test_manifest_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="needs an 'operation_id' column"):
-        D.read_manifest(manifest_file(tmp_path, [{"patient": "P1"}]))
+        read_manifest(manifest_file(tmp_path, [{"patient": "P1"}]))
     with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
-        D.read_manifest(manifest_file(tmp_path, [{"patient_id": "P1", "operation_id": "O1", "split": "val"}]))
+        read_manifest(manifest_file(tmp_path, [{"patient_id": "P1", "operation_id": "O1", "split": "val"}]))
     with pytest.raises(ValueError, match="patient P1 is in both splits"):
-        D.read_manifest(manifest_file(tmp_path, [{"patient_id": "P1", "operation_id": "O1", "split": "train"},
+        read_manifest(manifest_file(tmp_path, [{"patient_id": "P1", "operation_id": "O1", "split": "train"},
                                                  {"patient_id": "P1", "operation_id": "O2", "split": "test"}]))
     with pytest.raises(FileNotFoundError, match="manifest not found"):
-        D.read_manifest(tmp_path / "nope.csv")
+        read_manifest(tmp_path / "nope.csv")
 
 
 def frames_named(*rels):
-    return [D.Frame(r, f"/src/{r}.png", np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), bool)) for r in rels]
+    return [Frame(r, f"/src/{r}.png", np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), bool)) for r in rels]
 
 
 def test_frames_find_their_operation_by_folder_or_prefix(tmp_path):
-    man = D.read_manifest(manifest_file(tmp_path, [
+    man = read_manifest(manifest_file(tmp_path, [
         {"patient_id": "P1", "operation_id": "OP1", "age": 60, "sex": "F", "split": "train"},
         {"patient_id": "P1", "operation_id": "OP12", "age": 60, "sex": "F", "split": "train"},
         {"patient_id": "P2", "operation_id": "OP2", "age": 70, "sex": "M", "split": "test"}]))
-    rep = D.ImportReport()
-    g = D.assign_groups(frames_named("OP1/a", "OP12_f3", "x/OP2-5", "zz_1"), man, report=rep).set_index("rel")
+    rep = ImportReport()
+    g = assign_groups(frames_named("OP1/a", "OP12_f3", "x/OP2-5", "zz_1"), man, report=rep).set_index("rel")
     assert g.loc["OP1/a", "operation_id"] == "OP1" and g.loc["OP12_f3", "operation_id"] == "OP12"
     assert g.loc["x/OP2-5", ["patient_id", "split", "sex"]].tolist() == ["P2", "test", "M"]
     assert "zz_1" not in g.index and "no manifest row" in rep.rows[0]["reason"]
@@ -329,24 +351,24 @@ def test_frames_find_their_operation_by_folder_or_prefix(tmp_path):
 
 def test_group_pattern_named_unnamed_and_unmatched():
     frames = frames_named("P01/op2/f1", "P02/op1/f1", "misc/f9")
-    rep = D.ImportReport()
-    g = D.assign_groups(frames, group_pattern=r"(?P<patient>P\d+)/(?P<operation>op\d)", report=rep)
+    rep = ImportReport()
+    g = assign_groups(frames, group_pattern=r"(?P<patient>P\d+)/(?P<operation>op\d)", report=rep)
     assert g[["patient_id", "operation_id"]].values.tolist() == [["P01", "op2"], ["P02", "op1"]]
     assert "does not match group_pattern" in rep.rows[0]["reason"]
-    g = D.assign_groups(frames[:2], group_pattern=r"^(P\d+)/")
+    g = assign_groups(frames[:2], group_pattern=r"^(P\d+)/")
     assert g["patient_id"].tolist() == ["P01", "P02"] and g["operation_id"].tolist() == ["P01", "P02"]
     with pytest.raises(ValueError, match="needs a group"):
-        D.assign_groups(frames, group_pattern=r"P\d+")
+        assign_groups(frames, group_pattern=r"P\d+")
     with pytest.raises(ValueError, match="not a valid regular expression"):
-        D.assign_groups(frames, group_pattern=r"(P")
+        assign_groups(frames, group_pattern=r"(P")
 
 
 def test_split_is_by_patient_and_seeded():
     g = pd.DataFrame({"patient_id": [f"P{i // 3}" for i in range(42)], "split": [""] * 42})
-    s = D.assign_split(g, seed=1)
+    s = assign_split(g, seed=1)
     assert g.assign(s=s).groupby("patient_id")["s"].nunique().max() == 1
     assert (g.patient_id[s == "test"].nunique(), g.patient_id[s == "train"].nunique()) == (3, 11)
-    assert s.equals(D.assign_split(g, seed=1)) and not s.equals(D.assign_split(g, seed=2))
+    assert s.equals(assign_split(g, seed=1)) and not s.equals(assign_split(g, seed=2))
 
 
 # ------------------------------------------------------------------------------------------------ prepare
@@ -372,9 +394,9 @@ def study(tmp_path):
 def test_prepared_dataset_follows_the_layout(study, tmp_path):
     lm, man = study
     out = tmp_path / "prepared"
-    prep = D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
+    prep = prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
     ix = pd.read_csv(out / "index.csv", dtype=str, keep_default_na=False)
-    assert list(ix.columns) == D.INDEX_COLUMNS and ix["frame_id"].tolist() == sorted(ix["frame_id"])
+    assert list(ix.columns) == INDEX_COLUMNS and ix["frame_id"].tolist() == sorted(ix["frame_id"])
     assert len(ix) == 21 and prep.index["has_tissue"].sum() == 14
     row = prep.index.set_index("frame_id").loc["S0B__S0B_t00010000ms"]
     assert (row.patient_id, row.operation_id, row.split, row.time_s, row.height, row.width) == (
@@ -387,40 +409,40 @@ def test_prepared_dataset_follows_the_layout(study, tmp_path):
     meta = json.loads((out / "prepare.json").read_text())
     assert meta["params"]["source"] == "labelme" and meta["complete"] and "packages" in meta["environment"]
     assert prep.grouped and "no patient in both splits" in prep.split_note()
-    counts = D.check_dataset(out).set_index("split")
+    counts = check_dataset(out).set_index("split")
     assert counts.loc["test", "patients"] == 2 and counts.loc["test", "operations"] == 3
 
 
 def test_prepared_dataset_is_reused_or_protected(study, tmp_path):
     lm, man = study
     out = tmp_path / "prepared"
-    D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
-    again = D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
+    prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
+    again = prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, progress=False)
     assert again.reused
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, progress=False)
-    assert not D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, overwrite=True,
+        prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, progress=False)
+    assert not prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, overwrite=True,
                                  progress=False).reused
     write(lm / "S1A" / "S1A_t00010000ms.json", labelme([poly(BLOCK)], "S1A_t00010000ms.png"))  # new annotation
-    redone = D.prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, progress=False)
+    redone = prepare_dataset("labelme", out, labelme_dir=lm, manifest=man, seed=3, progress=False)
     assert not redone.reused and redone.index["has_tissue"].sum() == 15
     write(tmp_path / "other" / "thesis.docx", b"precious")
     with pytest.raises(FileExistsError, match="not a prepared dataset"):
-        D.prepare_dataset("labelme", tmp_path / "other", labelme_dir=lm, manifest=man, progress=False)
+        prepare_dataset("labelme", tmp_path / "other", labelme_dir=lm, manifest=man, progress=False)
     with pytest.raises(ValueError, match="output_dir is required"):
-        D.prepare_dataset("labelme", labelme_dir=lm, progress=False)
+        prepare_dataset("labelme", labelme_dir=lm, progress=False)
     with pytest.raises(ValueError, match="unknown source"):
-        D.prepare_dataset("dicom", out, progress=False)
+        prepare_dataset("dicom", out, progress=False)
 
 
 def test_without_groups_the_split_is_by_file_and_says_so(study, tmp_path):
     lm, _ = study
     with pytest.warns(UserWarning, match="split is by file"):
-        prep = D.prepare_dataset("labelme", tmp_path / "p", labelme_dir=lm, progress=False)
+        prep = prepare_dataset("labelme", tmp_path / "p", labelme_dir=lm, progress=False)
     assert not prep.grouped and "IMPOSSIBLE" in prep.split_note() and "IMPOSSIBLE" in prep.messages[0]
     assert set(prep.index["split"]) == {"train", "test"}
     assert prep.index["patient_id"].is_unique  # each file is its own group downstream (CV folds, bootstrap)
-    assert not D.prepare_dataset("labelme", tmp_path / "p", labelme_dir=lm, progress=False).grouped  # reused
+    assert not prepare_dataset("labelme", tmp_path / "p", labelme_dir=lm, progress=False).grouped  # reused
 
 
 def test_patient_in_both_splits_is_refused(tiny_dataset):
@@ -428,46 +450,46 @@ def test_patient_in_both_splits_is_refused(tiny_dataset):
     ix.loc[ix.index[0], "split"] = "test" if ix.loc[ix.index[0], "split"] == "train" else "train"
     ix.to_csv(tiny_dataset / "index.csv", index=False)
     with pytest.raises(ValueError, match=r"patient P01 is in both splits \(train: .*; test: .*\)"):
-        D.load_index(tiny_dataset)
+        load_index(tiny_dataset)
 
 
 def test_load_functions(tiny_dataset, tmp_path):
-    ix = D.load_index(tiny_dataset)
+    ix = load_index(tiny_dataset)
     fid = ix.frame_id[0]
-    assert D.load_image(tiny_dataset, fid).shape == (40, 48, 3)
-    assert D.load_image(tiny_dataset, fid, size=16).shape == (16, 16, 3)
-    m = D.load_mask(tiny_dataset, fid, size=(10, 12))
+    assert load_image(tiny_dataset, fid).shape == (40, 48, 3)
+    assert load_image(tiny_dataset, fid, size=16).shape == (16, 16, 3)
+    m = load_mask(tiny_dataset, fid, size=(10, 12))
     assert m.shape == (10, 12) and m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1}
     with pytest.raises(FileNotFoundError, match=r"python -m endolib run --profile quick --only 01"):
-        D.load_index(tmp_path / "data" / "quick" / "phantom")
+        load_index(tmp_path / "data" / "quick" / "phantom")
     dup = pd.read_csv(tiny_dataset / "index.csv")
     pd.concat([dup, dup.head(1)]).to_csv(tmp_path / "index.csv", index=False)
     with pytest.raises(ValueError, match="duplicate frame_id"):
-        D.load_index(tmp_path)
+        load_index(tmp_path)
 
 
 def test_check_dataset_catches_an_inconsistent_mask(tiny_dataset):
-    ix = D.load_index(tiny_dataset)
+    ix = load_index(tiny_dataset)
     neg = ix[ix.has_tissue == 0].frame_id.iloc[0]
     m = np.zeros((40, 48), np.uint8)
     m[3, 3] = 255
     Image.fromarray(m).save(tiny_dataset / "masks" / f"{neg}.png")
     with pytest.raises(ValueError, match=f"{neg}.png: has_tissue=0 but the mask is non-empty"):
-        D.check_dataset(tiny_dataset)
+        check_dataset(tiny_dataset)
 
 
 def test_cohort_table_and_montage(tiny_dataset):
-    t = D.cohort_table(D.load_index(tiny_dataset)).set_index("characteristic")
+    t = cohort_table(load_index(tiny_dataset)).set_index("characteristic")
     assert t.loc["patients", ["train", "test"]].tolist() == ["4", "2"]
     assert t.loc["images with neural tissue", "train"] == "12 (50.0%)"
     assert t.loc["age, years (mean ± SD)", "test"] == "64.5 ± 0.7" and t.loc["patients", "paper_train"] == "22"
-    fig = D.plot_montage(tiny_dataset, n=4)
+    fig = plot_montage(tiny_dataset, n=4)
     assert len([a for a in fig.axes if a.images]) == 4
 
 
 def test_phantom_goes_through_the_labelme_path(tmp_path):
     prof = get_profile("smoke", phantom_size=32, frames_per_operation=2, video_fps=0.1)
-    prep = D.prepare_dataset("phantom", tmp_path / "ph", profile=prof, progress=False)
+    prep = prepare_dataset("phantom", tmp_path / "ph", profile=prof, progress=False)
     ix = prep.index
     assert len(ix) == 58 and ix.patient_id.nunique() == 28 and ix.operation_id.nunique() == 29
     assert ix.groupby("split").patient_id.nunique().to_dict() == {"test": 6, "train": 22}
@@ -498,7 +520,7 @@ def test_colour_rules_fail_where_colour_is_shared():
 
 
 def test_open_prepared_describes_an_existing_dataset(tiny_dataset):
-    prep = D.open_prepared(tiny_dataset)
+    prep = open_prepared(tiny_dataset)
     assert prep.reused and prep.grouped and len(prep.index) == 36 and prep.report.empty
     assert "4 train / 2 test patients" in prep.split_note()
 
@@ -510,7 +532,7 @@ def test_labelme_ai_mask_shape_is_pasted_at_its_box():
     Image.fromarray(m * 255).save(buf, format="PNG")
     shape = poly([[10, 5], [17, 10]], kind="mask")
     shape["mask"] = base64.b64encode(buf.getvalue()).decode()
-    got = D.labelme_mask(labelme([shape], "x.png"), H, W)
+    got = labelme_mask(labelme([shape], "x.png"), H, W)
     want = np.zeros((H, W), bool)
     want[5:11, 10:18] = m.astype(bool)
     assert np.array_equal(got, want)

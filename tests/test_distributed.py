@@ -1,4 +1,4 @@
-"""Dask execution of training units (endolib.distributed): identical to serial, failures, resubmission, bad input."""
+"""Dask execution of training units (endolib.study.distributed): identical to serial, failures, resubmission, bad input."""
 from __future__ import annotations
 
 import hashlib
@@ -7,8 +7,16 @@ import sys
 
 import pytest
 
-from endolib import distributed as D
-from endolib.train import FINAL_FOLD, train_seeds, training_settings, unit_dir
+from endolib.study.distributed import (
+    MissingDependency,
+    SchedulerUnreachable,
+    connect,
+    parse_scheduler,
+    train_on_dask,
+)
+from endolib.training.runs import train_seeds
+from endolib.training.settings import FINAL_FOLD, training_settings
+from endolib.training.unit import unit_dir
 
 distributed = pytest.importorskip("distributed", reason='Dask is optional: pip install "endolib[dask]"')
 
@@ -38,7 +46,7 @@ ENV_BEFORE: dict = {}
 @pytest.fixture(scope="module")
 def client():
     ENV_BEFORE.update(os.environ)
-    with D.connect("local:2") as c:
+    with connect("local:2") as c:
         yield c
 
 
@@ -52,11 +60,11 @@ def test_cluster_leaves_this_process_environment_alone(client):
 
 
 def test_parse_scheduler():
-    assert D.parse_scheduler("serial") == ("serial", None)
-    assert D.parse_scheduler("local") == ("local", None) and D.parse_scheduler("slurm:4") == ("slurm", 4)
+    assert parse_scheduler("serial") == ("serial", None)
+    assert parse_scheduler("local") == ("local", None) and parse_scheduler("slurm:4") == ("slurm", 4)
     for bad, msg in (("local:0", "positive integer"), ("tcp://host", "tcp://HOST:PORT"), ("mpi", "unknown scheduler")):
         with pytest.raises(ValueError, match=msg):
-            D.parse_scheduler(bad)
+            parse_scheduler(bad)
 
 
 def test_dask_units_are_byte_identical_to_serial(client, tiny_dataset, tmp_path):
@@ -65,7 +73,7 @@ def test_dask_units_are_byte_identical_to_serial(client, tiny_dataset, tmp_path)
     for arch, _, seeds in PLAN:  # what notebooks 02/03 do: all seeds of a model in one process
         train_seeds(next(s for s in serial if s.arch == arch), seeds, progress=False)
     dask_runs = _runs(tmp_path / "dask", data)
-    report = D.train_on_dask(client, dask_runs, progress=False)
+    report = train_on_dask(client, dask_runs, progress=False)
     assert report.ok, report.summary()
     assert sum(o.status == "finished" for o in report.outcomes) == (2 + 1 + 1) + 2 * (1 + 1)
     for a, b in zip(serial, dask_runs):
@@ -76,7 +84,7 @@ def test_dask_units_are_byte_identical_to_serial(client, tiny_dataset, tmp_path)
     # the seeds differ (initialisation, batches, augmentation): different weights
     assert _digest(serial[1].run_dir / "model.safetensors") != _digest(serial[2].run_dir / "model.safetensors")
     # a rerun submits nothing but finds everything done; the notebooks then only load
-    again = D.train_on_dask(client, dask_runs, progress=False)
+    again = train_on_dask(client, dask_runs, progress=False)
     assert {o.status for o in again.outcomes if o.task.startswith("t")} == {"done"}
     res = train_seeds(dask_runs[1], SEEDS, progress=False)
     assert [r.training_seed for r in res.runs] == list(SEEDS) and res.figure.exists()
@@ -93,7 +101,7 @@ def test_failed_unit_is_reported_and_only_it_is_resubmitted(client, make_tiny_da
     victim = broken / index.loc[(index["split"] == "train") & (index["has_tissue"] == 1), "image"].iloc[0]
     hidden = victim.with_name(victim.name + ".away")
     victim.rename(hidden)
-    report = D.train_on_dask(client, runs, retries=0, progress=False)
+    report = train_on_dask(client, runs, retries=0, progress=False)
     assert not report.ok and report.failed_models == ["unet"]
     failed = [o for o in report.outcomes if o.status == "failed"]
     assert {(o.arch, o.training_seed, o.task) for o in failed} == {("unet", 42, "t0_f0"), ("unet", 42, "t0_f1")}
@@ -107,20 +115,20 @@ def test_failed_unit_is_reported_and_only_it_is_resubmitted(client, make_tiny_da
     assert "FAILED unet seed 42 t0_f0" in report.summary()
     # the file is back: a rerun submits only what failed (resnet18's units are done)
     hidden.rename(victim)
-    again = D.train_on_dask(client, runs, retries=0, progress=False)
+    again = train_on_dask(client, runs, retries=0, progress=False)
     assert again.ok, again.summary()
     statuses = {(o.arch, o.task): o.status for o in again.outcomes}
     assert statuses[("resnet18", "t0_f0")] == "done" and statuses[("unet", "t0_f0")] == "finished"
 
 
 def test_unreachable_scheduler_is_a_clear_error():
-    with pytest.raises(D.SchedulerUnreachable, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 "):
-        with D.connect("tcp://127.0.0.1:9", timeout=2):
+    with pytest.raises(SchedulerUnreachable, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9 "):
+        with connect("tcp://127.0.0.1:9", timeout=2):
             pass
 
 
 def test_missing_dask_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(D.MissingDependency, match=r'pip install "endolib\[dask\]"'):
-        with D.connect("local:1"):
+    with pytest.raises(MissingDependency, match=r'pip install "endolib\[dask\]"'):
+        with connect("local:1"):
             pass

@@ -8,12 +8,33 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-
-from endolib import evaluate as E
-from endolib import metrics as M
-from endolib import stats as S
-from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile
 from synthetic_runs import write_predictions, write_synthetic_runs
+
+from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile
+from endolib.evaluation.bootstrap import combine_seeds, percentile_ci, seed_rng
+from endolib.evaluation.figures import (
+    pr_figure,
+    roc_figure,
+    seed_figure,
+    two_stage_figure,
+)
+from endolib.evaluation.metrics import (
+    UndefinedMetricWarning,
+    auroc,
+    dice,
+    seg_counts,
+    youden_threshold,
+)
+from endolib.evaluation.predictions import load_predictions, resolve_models
+from endolib.evaluation.study import Evaluation
+from endolib.evaluation.tables import format_ci, metric_definitions, p_matrix
+from endolib.evaluation.two_stage import (
+    GATE_SWEEP_POINTS,
+    describe_two_stage,
+    gate_metrics,
+    gate_runs,
+    two_stage,
+)
 
 CLS = ["resnet18", "mobilenetv3_large"]
 SEG = ["unet", "segformer_b0"]
@@ -33,13 +54,13 @@ def study(tmp_path, make_tiny_dataset, monkeypatch):
 def _evaluation(study, **kw):
     root, data_dir = study
     kw = {"classifiers": CLS, "segmenters": SEG, "root": root, "progress": False, "n_boot": 60, **kw}
-    return E.Evaluation("smoke", data_dir=data_dir, **kw)
+    return Evaluation("smoke", data_dir=data_dir, **kw)
 
 
 def test_missing_predictions_name_the_command(study):
     root, data_dir = study
     with pytest.raises(FileNotFoundError) as err:
-        E.Evaluation("smoke", data_dir=data_dir, root=root, progress=False)  # None = every registry model
+        Evaluation("smoke", data_dir=data_dir, root=root, progress=False)  # None = every registry model
     msg = str(err.value)
     assert "python -m endolib run --profile smoke --only 02 --arch resnet34" in msg
     assert "python -m endolib run --profile smoke --only 03 --arch r2unet" in msg
@@ -63,13 +84,13 @@ def test_seeds_load_into_one_evaluation(study):
     assert ev.seeds == SEEDS and all(list(ev.predictions[m]) == list(SEEDS) for m in CLS + SEG)
     assert all(p.seed == s for m in CLS for s, p in ev.predictions[m].items())
     assert (ev.summary()["n_seeds"] == len(SEEDS)).all()
-    default = E.load_predictions("unet", "smoke", study[0])  # one model instance: the first training seed
+    default = load_predictions("unet", "smoke", study[0])  # one model instance: the first training seed
     assert default.seed == SEEDS[0] and default.path.parent.name == f"seed{SEEDS[0]}"
 
 
 def test_predictions_for_another_split_are_refused(study):
     root, data_dir = study
-    pred = E.load_predictions("unet", "smoke", root, seed=SEEDS[1])  # one seed disagreeing is enough
+    pred = load_predictions("unet", "smoke", root, seed=SEEDS[1])  # one seed disagreeing is enough
     write_predictions(pred.path.parent, pred.frame_ids[:-1], pred.probs[:-1], pred.size, "seg")
     with pytest.raises(ValueError, match="different test split .*1 test frame\\(s\\) without a prediction"):
         _evaluation(study)
@@ -81,21 +102,21 @@ def test_predictions_for_another_split_are_refused(study):
 
 def test_malformed_predictions_name_the_file(study):
     root, _ = study
-    pred = E.load_predictions("unet", "smoke", root)
+    pred = load_predictions("unet", "smoke", root)
     write_predictions(pred.path.parent, pred.frame_ids, pred.probs.astype(np.float32) / 255, pred.size, "seg")
     with pytest.raises(ValueError, match=r"unet/seed42/predictions.npz: segmenter probs must be uint8"):
-        E.load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root)
     write_predictions(pred.path.parent, pred.frame_ids, pred.probs, pred.size, "cls")
     with pytest.raises(ValueError, match="task is 'cls' but unet is a 'seg' model"):
-        E.load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root)
     pred.path.write_text("not a zip")
     with pytest.raises(ValueError, match="not a readable .npz"):
-        E.load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root)
 
 
 def test_unknown_model_names():
     with pytest.raises(ValueError, match="unknown segmenter"):
-        E.resolve_models("seg", ["resnet18"])
+        resolve_models("seg", ["resnet18"])
 
 
 def test_table3_matches_direct_computation(study):
@@ -134,14 +155,14 @@ def test_youden_thresholds_are_per_classifier(study):
     t = ev.table3(save=False)
     by_seed = ev.table3_by_seed(save=False).set_index(["model", "seed"])
     for model in CLS:
-        expected = [M.youden_threshold(ev.has_tissue, ev.predictions[model][s].probs) for s in SEEDS]
+        expected = [youden_threshold(ev.has_tissue, ev.predictions[model][s].probs) for s in SEEDS]
         assert [by_seed.loc[(model, s), "threshold"] for s in SEEDS] == pytest.approx(expected)
         assert t.set_index("model").loc[model, "threshold"] == pytest.approx(np.mean(expected))
     assert (t["threshold_rule"] == "youden per seed (test set)").all()
 
 
 def test_table4_on_tissue_frames_matches_direct_computation(study):
-    from endolib.data import load_mask
+    from endolib.data.dataset import load_mask
 
     root, data_dir = study
     ev = _evaluation(study)
@@ -155,12 +176,12 @@ def test_table4_on_tissue_frames_matches_direct_computation(study):
     for model in SEG:
         values = {"dsc": [], "sensitivity_pooled": [], "auprc": []}
         for s in SEEDS:
-            pred = E.load_predictions(model, "smoke", root, seed=s)
+            pred = load_predictions(model, "smoke", root, seed=s)
             assert ev.predictions[model][s].probs is None  # released after the reduction to per-image statistics
             masks = np.stack([load_mask(data_dir, f, size=pred.size) > 0 for f in test["frame_id"]])
             levels = pred.probs[ev.has_tissue]
-            c = M.seg_counts(levels >= 128, masks)
-            values["dsc"].append(np.mean(M.dice(c.tp, c.fp, c.fn)))
+            c = seg_counts(levels >= 128, masks)
+            values["dsc"].append(np.mean(dice(c.tp, c.fp, c.fn)))
             values["sensitivity_pooled"].append(c.tp.sum() / (c.tp.sum() + c.fn.sum()))
             values["auprc"].append(average_precision_score(masks.ravel(), levels.ravel()))
             assert by_seed.loc[(model, s), "dsc"] == pytest.approx(values["dsc"][-1])
@@ -182,7 +203,7 @@ def test_pairwise_tests_file(study):
     assert set(t.loc[t["test"] == "DeLong", "seed"]) == {str(s) for s in SEEDS}
     assert (t.loc[t["test"] == "paired bootstrap", "seed"] == "all").all()
     assert t["p"].between(0, 1).all() and (t["p_holm"] >= t["p"] - 1e-12).all()
-    pm = E.p_matrix(t, "auroc", "DeLong")
+    pm = p_matrix(t, "auroc", "DeLong")
     assert pm.loc["resnet18", "mobilenetv3_large"] == pm.loc["mobilenetv3_large", "resnet18"]
     assert np.isnan(pm.loc["resnet18", "resnet18"])
 
@@ -204,7 +225,7 @@ def test_paper_comparison_labels_data_sources(study):
     assert len(t) == 2 * 2 and set(t["data"]) == {"phantom (ours)", "clinical (paper)"}
     assert t.loc[(t.model == "U-Net") & (t.data == "clinical (paper)"), "dsc"].item() == "0.79 (0.78–0.81)"
     ours = ev.table4(save=False).set_index("model")
-    assert t.loc[(t.model == "U-Net") & (t.data == "phantom (ours)"), "dsc"].item() == E.format_ci(
+    assert t.loc[(t.model == "U-Net") & (t.data == "phantom (ours)"), "dsc"].item() == format_ci(
         ours.loc["unet", "dsc"], ours.loc["unet", "dsc_lo"], ours.loc["unet", "dsc_hi"])
 
 
@@ -212,15 +233,15 @@ def test_figures_are_saved(study, monkeypatch):
     import endolib.plotting
 
     ev = _evaluation(study)
-    ev.figure_pr()  # one real save (PNG + PDF)
+    pr_figure(ev)  # one real save (PNG + PDF)
     assert (ev.paths.figures / "fig6_pr.png").exists() and (ev.paths.figures / "fig6_pr.pdf").exists()
     saved = []  # the others: check names and folder without paying for rendering at 200 dpi
     monkeypatch.setattr(endolib.plotting, "save_figure", lambda fig, name, folder=None: saved.append((name, folder)))
-    ev.figure_roc()
-    ev.figure_seeds("cls")
-    ev.figure_seeds("seg")
-    comparison, sweep = ev.two_stage()
-    ev.figure_two_stage(comparison, sweep)
+    roc_figure(ev)
+    seed_figure(ev, "cls")
+    seed_figure(ev, "seg")
+    comparison, sweep = two_stage(ev)
+    two_stage_figure(ev, comparison, sweep)
     assert saved == [(n, ev.paths.figures) for n in ("fig5_roc", "fig_table3_seeds", "fig_table4_seeds",
                                                      "fig_two_stage_sweep")]
 
@@ -228,20 +249,20 @@ def test_figures_are_saved(study, monkeypatch):
 def test_two_stage_gate(study):
     root, _ = study
     ev = _evaluation(study)
-    comparison, sweep = ev.two_stage("resnet18", "unet", gate_threshold=0.5)
+    comparison, sweep = two_stage(ev, "resnet18", "unet", gate_threshold=0.5)
     alone, gated = comparison.iloc[0], comparison.iloc[1]
     assert "paper Table 5" in alone["latency_source"]  # no table5_compute.csv yet: stated assumption
     assert alone["fps"] == pytest.approx(1000 / 27.0)
     assert gated["latency_ms"] == pytest.approx(1.2 + gated["share_passed"] * 27.0)
     assert gated["neg_false_mask"] <= alone["neg_false_mask"]
     assert gated["dsc_pos"] <= alone["dsc_pos"] + 1e-12  # a gate can only remove predictions
-    assert len(sweep) == E.GATE_SWEEP_POINTS
+    assert len(sweep) == GATE_SWEEP_POINTS
     first = sweep.iloc[0]  # threshold 0: every frame passes
     assert first["share_passed"] == 1.0 and first["dsc_pos"] == pytest.approx(alone["dsc_pos"])
-    text = E.describe_two_stage(comparison)
+    text = describe_two_stage(comparison)
     assert text.startswith("Gating unet with resnet18 at p >= 0.50") and "paper Table 5" in text
     saved = pd.read_csv(root / "results/smoke/two_stage.csv")
-    assert len(saved) == 2 + E.GATE_SWEEP_POINTS
+    assert len(saved) == 2 + GATE_SWEEP_POINTS
     assert {"neg_false_mask_lo", "dsc_pos_hi", "fps"} <= set(saved.columns)
 
 
@@ -255,7 +276,7 @@ def test_two_stage_with_perfect_gate_and_measured_latency(study):
     pd.DataFrame({"model": ["resnet18", "unet"], "latency_ms": [2.0, 10.0]}).to_csv(
         root / "results/smoke/table5_compute.csv", index=False)
     ev = _evaluation(study)
-    comparison, _ = ev.two_stage("resnet18", "unet")
+    comparison, _ = two_stage(ev, "resnet18", "unet")
     alone, gated = comparison.iloc[0], comparison.iloc[1]
     assert gated["neg_false_mask"] == 0.0 and gated["pos_missed"] == 0.0
     assert gated["dsc_pos"] == pytest.approx(alone["dsc_pos"])
@@ -264,11 +285,11 @@ def test_two_stage_with_perfect_gate_and_measured_latency(study):
 
 
 def test_gate_metrics_counts_gate_misses_as_empty_predictions():
-    from endolib.stats import SegmenterStats
+    from endolib.evaluation.bootstrap import SegmenterStats
 
     z = np.zeros((3, 256))
     st = SegmenterStats(np.array([4, 4, 0]), np.array([0, 2, 5]), np.array([0, 1, 0]), np.array([9, 9, 9]), z, z)
-    r = E.gate_metrics(st, [1, 1, 0], [True, False, True])
+    r = gate_metrics(st, [1, 1, 0], [True, False, True])
     assert r["pos_missed"] == 0.5 and r["neg_false_mask"] == 1.0
     assert r["dsc_pos"] == pytest.approx((1.0 + 0.0) / 2)  # frame 2 gated out: DSC 0
 
@@ -277,28 +298,28 @@ def test_undefined_metrics_warn_not_crash(study, make_tiny_dataset):
     root, _ = study
     ev = _evaluation(study)
     st = ev.seg_stats["unet"][SEEDS[0]].subset(~ev.has_tissue)  # no tissue: sensitivity undefined everywhere
-    with pytest.warns(M.UndefinedMetricWarning):
+    with pytest.warns(UndefinedMetricWarning):
         m = st.metrics(names=("sensitivity", "sensitivity_pooled", "dsc"))
     assert np.isnan(m["sensitivity"]) and np.isnan(m["sensitivity_pooled"]) and np.isfinite(m["dsc"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert np.isnan(M.auroc([0, 0], [0.1, 0.2]))
+        assert np.isnan(auroc([0, 0], [0.1, 0.2]))
 
 
 def test_metric_definitions_cover_tables():
-    d = E.metric_definitions()
+    d = metric_definitions()
     assert {"table3", "table4", "two_stage", "all"} == set(d["table"])
     assert d["metric"].str.contains("_seed_sd").any()
 
 
 # ----------------------------------------------------------------------------------------- paper claims
 def test_claim_rule_directional_equivalence_and_holm():
-    from endolib import claims as C
+    from endolib.evaluation.claims import judge_comparisons
 
     def around(centre, half):  # 200 resamples spread evenly on [centre - half, centre + half]
         return np.linspace(centre - half, centre + half, 200)
 
-    judge = C.judge_comparisons
+    judge = judge_comparisons
     assert judge([around(0.10, 0.05)], ["above"], [0])["verdict"] == "reproduced"
     assert judge([around(-0.10, 0.05)], ["above"], [0])["verdict"] == "contradicted"
     assert judge([around(0.02, 0.05)], ["above"], [0])["verdict"] == "inconclusive"
@@ -307,7 +328,7 @@ def test_claim_rule_directional_equivalence_and_holm():
     assert judge([around(0.12, 0.03)], ["equivalent"], [0.05])["verdict"] == "contradicted"
     # one comparison: exactly the 95% CI rule; 4 of 200 resamples (2%) below 0 -> p = 0.04 -> reproduced alone ...
     d = np.r_[np.full(4, -0.01), np.full(196, 0.05)]
-    assert S.percentile_ci(d)[0] > 0 and judge([d], ["above"], [0])["verdict"] == "reproduced"
+    assert percentile_ci(d)[0] > 0 and judge([d], ["above"], [0])["verdict"] == "reproduced"
     # ... but not in a family of three with Holm (0.04 > 0.05 / 3)
     r = judge([d, d, d], ["above"] * 3, [0] * 3)
     assert r["verdict"] == "inconclusive" and r["n_reproduced"] == 0
@@ -319,27 +340,34 @@ def test_claim_rule_directional_equivalence_and_holm():
 def test_seed_spread_turns_a_machine_dependent_claim_inconclusive():
     """Each seed alone says "A above B" with a tight frame CI, one seed says the opposite: a one-run study
     (or a second machine) would decide either way; the two-level CI must not."""
-    from endolib import claims as C
+    from endolib.evaluation.claims import judge_comparisons
 
     rng = np.random.default_rng(0)
     per_seed = np.array([0.04, 0.05, -0.03])  # the seeds' A - B on the test set
     samples = per_seed[:, None] + 0.004 * rng.standard_normal((3, 2000))
-    one_run = [C.judge_comparisons([samples[k]], ["above"], [0])["verdict"] for k in range(3)]
+    one_run = [judge_comparisons([samples[k]], ["above"], [0])["verdict"] for k in range(3)]
     assert one_run == ["reproduced", "reproduced", "contradicted"]
-    _, two_level = S.combine_seeds(per_seed, samples, S.seed_rng(42, "x"), "t")
-    assert C.judge_comparisons([two_level], ["above"], [0])["verdict"] == "inconclusive"
+    _, two_level = combine_seeds(per_seed, samples, seed_rng(42, "x"), "t")
+    assert judge_comparisons([two_level], ["above"], [0])["verdict"] == "inconclusive"
 
 
 def test_paper_claims_csv(study):
-    from endolib import claims as C
+    from endolib.evaluation.claims import (
+        CLAIM_COLUMNS,
+        CLAIMS,
+        RULE,
+        VERDICTS,
+        paper_claims,
+        summarise_claims,
+    )
 
     root, data_dir = study
     ev = _evaluation(study)
-    t = C.paper_claims(ev)
+    t = paper_claims(ev)
     saved = pd.read_csv(root / "results/smoke/paper_claims.csv")
-    assert list(saved.columns) == C.CLAIM_COLUMNS and len(saved) == len(C.CLAIMS)
-    assert saved["claim"].tolist() == [c.claim for c in C.CLAIMS]
-    assert set(t["verdict"]) <= set(C.VERDICTS)
+    assert list(saved.columns) == CLAIM_COLUMNS and len(saved) == len(CLAIMS)
+    assert saved["claim"].tolist() == [c.claim for c in CLAIMS]
+    assert set(t["verdict"]) <= set(VERDICTS)
     ok = t["our_ci_lo"].notna()
     assert (t.loc[ok, "our_ci_lo"] <= t.loc[ok, "our_estimate"] + 1e-12).all()
     assert (t.loc[ok, "our_estimate"] <= t.loc[ok, "our_ci_hi"] + 1e-12).all()
@@ -348,18 +376,18 @@ def test_paper_claims_csv(study):
     assert by_claim.loc["ResNet-18 and ResNet-34 AUROC not different", "verdict"] == "inconclusive"
     assert "not evaluated: resnet34" in by_claim.loc["ResNet-18 and ResNet-34 AUROC not different", "notes"]
     gate = by_claim.loc["the classifier gate reduces false masks on tissue-free frames"]
-    runs = ev.gate_runs("resnet18", "unet")
+    runs = gate_runs(ev, "resnet18", "unet")
     per_seed = runs["alone"]["estimates"]["neg_false_mask"] - runs["gated"]["estimates"]["neg_false_mask"]
     assert gate["our_estimate"] == pytest.approx(per_seed.mean()) and gate["n_seeds"] == len(SEEDS)
-    timing = t[t["rule"] == C.RULE["timing"]]
+    timing = t[t["rule"] == RULE["timing"]]
     assert (timing["verdict"] == "inconclusive").all() and timing["notes"].str.contains("not found").all()
-    text = C.summarise_claims(root / "results/smoke/paper_claims.csv", "smoke")
+    text = summarise_claims(root / "results/smoke/paper_claims.csv", "smoke")
     assert text.startswith(f"Paper claims on the smoke phantom ({len(SEEDS)} training seeds): ")
-    assert text.count("\n- ") == len(C.CLAIMS)
+    assert text.count("\n- ") == len(CLAIMS)
 
 
 def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, make_tiny_dataset, monkeypatch):
-    from endolib import claims as C
+    from endolib.evaluation.claims import paper_claims
 
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
     data_dir = make_tiny_dataset(n_patients=5, n_test=4, frames=8, height=24, width=32)
@@ -374,10 +402,10 @@ def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, mak
     pd.DataFrame({"classifier": ["resnet18"] * 2, "segmenter": ["unet"] * 2, "precision": ["fp32", "int8"],
                   "fps": [20.0, 26.0], "dsc_drop_lo": [0.0, -0.01], "dsc_drop_hi": [0.0, 0.01],
                   "n_seeds": 3}).to_csv(res / "realtime.csv", index=False)
-    ev = E.Evaluation("smoke", data_dir=data_dir, classifiers=["resnet18"],
+    ev = Evaluation("smoke", data_dir=data_dir, classifiers=["resnet18"],
                       segmenters=["unet", "segformer_b0", "segformer_b1"], seeds=seeds, root=tmp_path,
                       progress=False, n_boot=400)
-    t = C.paper_claims(ev, save=False).set_index("claim")
+    t = paper_claims(ev, save=False).set_index("claim")
     b0_b1 = t.loc["SegFormer-B0 above SegFormer-B1 on DSC and IoU"]
     assert b0_b1["verdict"] == "reproduced" and b0_b1["n_reproduced"] == 2 and b0_b1["n_seeds"] == 3
     assert b0_b1["our_ci_lo"] > 0
@@ -388,7 +416,7 @@ def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, mak
     best = t.loc["ResNet-18 + U-Net pipeline keeps up with a 30 FPS stream (best deployable variant, realtime.csv)"]
     assert best["verdict"] == "inconclusive" and best["our_estimate"] == 26.0  # 26 FPS: drops 13% of 30 FPS
     # one training seed: the seed spread cannot enter the CI, so nothing is decided
-    one = C.paper_claims(E.Evaluation("smoke", data_dir=data_dir, classifiers=["resnet18"],
+    one = paper_claims(Evaluation("smoke", data_dir=data_dir, classifiers=["resnet18"],
                                       segmenters=["segformer_b0", "segformer_b1"], seeds=[42], root=tmp_path,
                                       progress=False, n_boot=400), save=False).set_index("claim")
     row = one.loc["SegFormer-B0 above SegFormer-B1 on DSC and IoU"]
@@ -396,9 +424,9 @@ def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, mak
 
 
 def test_undefined_comparison_supports_nothing_and_is_not_shown():
-    from endolib import claims as C
+    from endolib.evaluation.claims import judge_comparisons
 
-    r = C.judge_comparisons([np.full(100, np.nan), np.linspace(0.05, 0.15, 100)], ["above", "above"], [0, 0])
+    r = judge_comparisons([np.full(100, np.nan), np.linspace(0.05, 0.15, 100)], ["above", "above"], [0, 0])
     assert r["verdict"] == "inconclusive" and r["n_undefined"] == 1 and r["deciding"] == 1
 
 
@@ -420,7 +448,7 @@ NAN = float("nan")
 ])
 def test_live_stream_claim_needs_a_fast_variant_shown_to_keep_its_accuracy(tmp_path, fps, drop_lo, drop_hi, n_seeds,
                                                                           verdict, estimate):
-    from endolib import claims as C
+    from endolib.evaluation.claims import CLAIMS, _timing_row
 
     res = tmp_path / "results" / "smoke"
     res.mkdir(parents=True)
@@ -429,8 +457,8 @@ def test_live_stream_claim_needs_a_fast_variant_shown_to_keep_its_accuracy(tmp_p
     if n_seeds is not None:
         table["n_seeds"] = n_seeds
     table.to_csv(res / "realtime.csv", index=False)
-    claim = next(c for c in C.CLAIMS if c.models == ("realtime.csv",))
-    row = C._timing_row(get_profile("smoke"), tmp_path, claim)
+    claim = next(c for c in CLAIMS if c.models == ("realtime.csv",))
+    row = _timing_row(get_profile("smoke"), tmp_path, claim)
     assert row["verdict"] == verdict
     assert row.get("our_estimate", NAN) == pytest.approx(estimate, nan_ok=True)
     assert f"fastest of all {len(fps)} variants: {max(fps):.1f} FPS" in row["notes"]
@@ -439,7 +467,7 @@ def test_live_stream_claim_needs_a_fast_variant_shown_to_keep_its_accuracy(tmp_p
 def test_speed_claims_with_untimed_models(tmp_path):
     """The smoke profile times only some models: untimed rows (NaN latency and backend) must not break the claim
     (it did: sorting a NaN backend among strings) and the notes say how many were timed."""
-    from endolib import claims as C
+    from endolib.evaluation.claims import CLAIMS, _timing_row
 
     res = tmp_path / "results" / "smoke"
     res.mkdir(parents=True)
@@ -447,7 +475,7 @@ def test_speed_claims_with_untimed_models(tmp_path):
     pd.DataFrame({"model": models, "latency_ms": [10.0, 20.0] + [np.nan] * 5,
                   "backend": ["onnxruntime", "onnxruntime"] + [np.nan] * 5}).to_csv(res / "table5_compute.csv",
                                                                                  index=False)
-    rows = {c.claim: C._timing_row(get_profile("smoke"), tmp_path, c) for c in C.CLAIMS if c.kind == "timing"}
+    rows = {c.claim: _timing_row(get_profile("smoke"), tmp_path, c) for c in CLAIMS if c.kind == "timing"}
     unets = rows["U-Net variants run at 25-40 FPS (real time)"]
     assert unets["our_estimate"] == pytest.approx(50.0) and "(1 of 6 timed)" in unets["notes"]
     pipe = rows["ResNet-18 + U-Net pipeline keeps up with a 30 FPS, 256 px stream (fp32, table5_compute.csv)"]

@@ -1,4 +1,4 @@
-"""Tests of endolib.figures on a tiny prepared dataset with synthetic predictions of known quality.
+"""Tests of endolib.evaluation.qualitative on a tiny prepared dataset with synthetic predictions of known quality.
 
 Predictions (S = 16, the SegFormer at 32) are made from the ground truth so every score is known:
 ``unet`` is perfect, ``aunet`` misses one positive frame entirely, ``resunet`` paints a false blob on one
@@ -13,9 +13,32 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from endolib import figures as F
 from endolib.config import get_profile, paths
-from endolib.data import load_index, load_mask
+from endolib.data.dataset import load_index, load_mask
+from endolib.evaluation.architecture import (
+    architecture_figure,
+    architecture_table,
+    table2_layout,
+)
+from endolib.evaluation.qualitative import (
+    DISPLAY_HEIGHT,
+    FIGURE_NAMES,
+    GT_COLOUR,
+    FigureInputs,
+    FigureInputWarning,
+    _contour,
+    _display_frame,
+    _display_prob,
+    choose_frames,
+    disagreement,
+    failure_cases,
+    failure_figure,
+    frame_scores,
+    load_figure_inputs,
+    pipeline_figure,
+    qualitative_figure,
+    read_latencies,
+)
 from endolib.plotting import paper_style, save_figure
 
 S = 16
@@ -74,9 +97,9 @@ def runs(tiny_dataset, tmp_path):
     return tiny_dataset, root, special
 
 
-def _inputs(runs, models=None) -> F.FigureInputs:
+def _inputs(runs, models=None) -> FigureInputs:
     data_dir, root, _ = runs
-    return F.load_figure_inputs("smoke", data_dir=data_dir, models=models, root=root)
+    return load_figure_inputs("smoke", data_dir=data_dir, models=models, root=root)
 
 
 def _image_stats(png) -> tuple[float, float]:
@@ -112,53 +135,53 @@ def test_inputs_default_to_models_with_predictions(runs):
 
 def test_missing_or_unusable_models_warn_and_name_the_problem(runs):
     data_dir, root, _ = runs
-    with pytest.warns(F.FigureInputWarning, match=r"r2unet.*--only 03 --arch r2unet"):
+    with pytest.warns(FigureInputWarning, match=r"r2unet.*--only 03 --arch r2unet"):
         inputs = _inputs(runs, models=["unet", "r2unet"])
     assert list(inputs.predictions) == ["unet"] and inputs.models == ["unet", "r2unet"]
     assert inputs.summary().set_index("model").loc["r2unet", "status"] == "no predictions"
-    with pytest.warns(F.FigureInputWarning, match="'resnet18' is not a segmenter"):
+    with pytest.warns(FigureInputWarning, match="'resnet18' is not a segmenter"):
         _inputs(runs, models=["unet", "resnet18"])
     # predictions of another test split (a stale run) are refused, the other models still load
     stale = paths("smoke", root).run("aunet", SEED0) / "predictions.npz"
     with np.load(stale) as z:
         np.savez(stale, **{**{k: z[k] for k in z.files}, "frame_ids": np.roll(z["frame_ids"], 1)})
-    with pytest.warns(F.FigureInputWarning, match="aunet.*different test split"):
+    with pytest.warns(FigureInputWarning, match="aunet.*different test split"):
         inputs = _inputs(runs)
     assert "aunet" not in inputs.predictions and "unet" in inputs.predictions
 
 
 def test_no_predictions_at_all_is_an_error(tiny_dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match="no usable segmenter predictions.*--only 03"):
-        F.load_figure_inputs("smoke", data_dir=tiny_dataset, root=tmp_path / "empty")
+        load_figure_inputs("smoke", data_dir=tiny_dataset, root=tmp_path / "empty")
 
 
 def test_choose_frames_is_seeded_and_uses_test_positives(tiny_dataset):
     index = load_index(tiny_dataset)
     test_pos = set(index[(index.split == "test") & (index.has_tissue == 1)].frame_id)
-    a = F.choose_frames(index, n_frames=3, seed=1)
-    assert a == F.choose_frames(index, n_frames=3, seed=1)
+    a = choose_frames(index, n_frames=3, seed=1)
+    assert a == choose_frames(index, n_frames=3, seed=1)
     assert len(a) == 3 and set(a) <= test_pos
-    draws = {tuple(F.choose_frames(index, n_frames=3, seed=s)) for s in range(10)}
+    draws = {tuple(choose_frames(index, n_frames=3, seed=s)) for s in range(10)}
     assert len(draws) > 1, "the seed must change the draw"
-    assert F.choose_frames(index, n_frames=100, seed=0) == sorted(test_pos)  # capped, index order
+    assert choose_frames(index, n_frames=100, seed=0) == sorted(test_pos)  # capped, index order
 
 
 def test_choose_frames_rejects_ids_outside_the_test_split(tiny_dataset):
     index = load_index(tiny_dataset)
     train_id = index[index.split == "train"].frame_id.iloc[0]
     test_id = index[index.split == "test"].frame_id.iloc[3]
-    with pytest.warns(F.FigureInputWarning) as rec:
-        chosen = F.choose_frames(index, frame_ids=[train_id, "no_such_frame", test_id])
+    with pytest.warns(FigureInputWarning) as rec:
+        chosen = choose_frames(index, frame_ids=[train_id, "no_such_frame", test_id])
     assert chosen == [test_id]
     messages = " | ".join(str(w.message) for w in rec)
     assert f"{train_id!r} is in the train split" in messages and "'no_such_frame' is not in" in messages
-    with pytest.raises(ValueError, match="none of the frame ids"), pytest.warns(F.FigureInputWarning):
-        F.choose_frames(index, frame_ids=["no_such_frame"])
+    with pytest.raises(ValueError, match="none of the frame ids"), pytest.warns(FigureInputWarning):
+        choose_frames(index, frame_ids=["no_such_frame"])
 
 
 def test_frame_scores_match_the_constructed_errors(runs):
     special = runs[2]
-    scores = F.frame_scores(_inputs(runs), progress=False).set_index(["model", "frame_id"])
+    scores = frame_scores(_inputs(runs), progress=False).set_index(["model", "frame_id"])
     pos = scores[scores.has_tissue == 1]
     assert np.allclose(pos.loc["unet", "dsc"], 1.0)
     assert scores.loc[("aunet", special["missed"]), "dsc"] == 0.0
@@ -172,13 +195,13 @@ def test_frame_scores_match_the_constructed_errors(runs):
 def test_failure_cases_find_the_constructed_failures(runs):
     special = runs[2]
     inputs = _inputs(runs)
-    scores = F.frame_scores(inputs, progress=False)
-    d = F.disagreement(inputs)
+    scores = frame_scores(inputs, progress=False)
+    d = disagreement(inputs)
     rest = d.drop([special["missed"], special["blob"], special["halved"]])
     # models at different input sizes disagree a little at boundaries; the constructed failures stand out
     assert min(d[special["missed"]], d[special["blob"]], d[special["halved"]]) > 2 * rest.max()
     assert (rest[_test_frames(runs[0]).set_index("frame_id").has_tissue[rest.index] == 0] == 0).all()
-    cases = F.failure_cases(scores, d, n_per_category=1)
+    cases = failure_cases(scores, d, n_per_category=1)
     assert cases[["category", "frame_id"]].values.tolist() == [
         ["lowest DSC", special["missed"]], ["false mask", special["blob"]], ["models disagree", special["halved"]]]
     assert cases.label.iloc[0] == "mean DSC 0.75"
@@ -188,13 +211,13 @@ def test_overlay_contours_are_aligned_with_the_image(tiny_dataset):
     import matplotlib.pyplot as plt
 
     fid = _test_frames(tiny_dataset).query("has_tissue == 1").frame_id.iloc[0]
-    image, gt = F._display_frame(tiny_dataset, fid)
-    assert image.shape[:2] == gt.shape and image.shape[0] == F.DISPLAY_HEIGHT
+    image, gt = _display_frame(tiny_dataset, fid)
+    assert image.shape[:2] == gt.shape and image.shape[0] == DISPLAY_HEIGHT
     # the ground truth is the bright ellipse of the frame: the mask must cover the bright pixels
     bright = image.mean(axis=-1) > 150
     assert (bright == gt).mean() > 0.97
     fig, ax = plt.subplots()
-    F._contour(ax, gt, 0.5, F.GT_COLOUR)
+    _contour(ax, gt, 0.5, GT_COLOUR)
     verts = np.concatenate([p.vertices for p in ax.collections[-1].get_paths()])
     plt.close(fig)
     # every contour vertex sits between a mask pixel and a background pixel (within half a pixel)
@@ -204,7 +227,7 @@ def test_overlay_contours_are_aligned_with_the_image(tiny_dataset):
     assert dist.max() <= 1.0
     # a prediction equal to the ground truth at model size lands on the ground truth after display resizing
     prob = load_mask(tiny_dataset, fid, size=S).astype(np.float32)
-    shown = F._display_prob(prob, gt.shape) >= 0.5
+    shown = _display_prob(prob, gt.shape) >= 0.5
     assert (shown == gt).mean() > 0.95
 
 
@@ -212,14 +235,14 @@ def test_every_figure_renders_and_is_not_blank(runs, tmp_path):
     paper_style()
     inputs = _inputs(runs)
     out = tmp_path / "figures"
-    fig7 = F.qualitative_figure(inputs, F.choose_frames(inputs.index, n_frames=1, seed=0))
-    scores = F.frame_scores(inputs, progress=False)
-    fig8 = F.failure_figure(inputs, F.failure_cases(scores, F.disagreement(inputs), n_per_category=1))
-    table = F.architecture_table(width_mult=0.125, models=["unet", "ar2unet"])
+    fig7 = qualitative_figure(inputs, choose_frames(inputs.index, n_frames=1, seed=0))
+    scores = frame_scores(inputs, progress=False)
+    fig8 = failure_figure(inputs, failure_cases(scores, disagreement(inputs), n_per_category=1))
+    table = architecture_table(width_mult=0.125, models=["unet", "ar2unet"])
     figs = {"fig7_qualitative": fig7, "fig8_failures": fig8,
-            "fig1_pipeline": F.pipeline_figure({"resnet18": 1.5, "unet": 20.0}),
-            "fig_table2_architectures": F.architecture_figure(table)}
-    assert set(figs) == set(F.FIGURE_NAMES)
+            "fig1_pipeline": pipeline_figure({"resnet18": 1.5, "unet": 20.0}),
+            "fig_table2_architectures": architecture_figure(table)}
+    assert set(figs) == set(FIGURE_NAMES)
     for name, fig in figs.items():
         _assert_not_blank(save_figure(fig, name, figures_dir=out))
     assert len(fig7.axes) == 1 * (2 + 4)  # 1 frame x (input, ground truth, 4 models)
@@ -232,12 +255,12 @@ def test_bad_frame_and_missing_model_still_render(runs, tmp_path):
     index = load_index(data_dir)
     train_id = index[index.split == "train"].frame_id.iloc[0]
     test_ids = index[index.split == "test"].frame_id.tolist()[:2]
-    with pytest.warns(F.FigureInputWarning) as rec:
+    with pytest.warns(FigureInputWarning) as rec:
         inputs = _inputs(runs, models=["unet", "r2unet", "aunet"])
-        frames = F.choose_frames(inputs.index, frame_ids=[test_ids[0], train_id, test_ids[1]])
+        frames = choose_frames(inputs.index, frame_ids=[test_ids[0], train_id, test_ids[1]])
     assert frames == test_ids
     assert any("r2unet" in str(w.message) for w in rec) and any(train_id in str(w.message) for w in rec)
-    fig = F.qualitative_figure(inputs, frames)
+    fig = qualitative_figure(inputs, frames)
     png = save_figure(fig, "fig7_qualitative", figures_dir=tmp_path)
     _assert_not_blank(png)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
@@ -247,19 +270,19 @@ def test_bad_frame_and_missing_model_still_render(runs, tmp_path):
 
 def test_latencies_and_pipeline_text(tmp_path):
     path = tmp_path / "table5_compute.csv"
-    with pytest.warns(F.FigureInputWarning, match="latency table not found"):
-        assert F.read_latencies(path) == {}
+    with pytest.warns(FigureInputWarning, match="latency table not found"):
+        assert read_latencies(path) == {}
     pd.DataFrame({"model": ["resnet18", "unet", "aunet"], "latency_ms": [1.25, 30.0, np.nan]}).to_csv(path,
                                                                                                    index=False)
-    lat = F.read_latencies(path)
+    lat = read_latencies(path)
     assert lat == {"resnet18": 1.25, "unet": 30.0}
-    texts = " | ".join(t.get_text() for t in F.pipeline_figure(lat).axes[0].texts)
+    texts = " | ".join(t.get_text() for t in pipeline_figure(lat).axes[0].texts)
     assert "ResNet-18: 1.2 ms" in texts and "AU-Net: not measured" in texts and "31.2 ms" in texts
-    texts = " | ".join(t.get_text() for t in F.pipeline_figure({}).axes[0].texts)
+    texts = " | ".join(t.get_text() for t in pipeline_figure({}).axes[0].texts)
     assert "latency not measured" in texts
     pd.DataFrame({"model": ["unet"], "ms": [3.0]}).to_csv(path, index=False)
-    with pytest.warns(F.FigureInputWarning, match=r"missing column\(s\) \['latency_ms'\]"):
-        assert F.read_latencies(path) == {}
+    with pytest.warns(FigureInputWarning, match=r"missing column\(s\) \['latency_ms'\]"):
+        assert read_latencies(path) == {}
 
 
 #: Table 2 of the paper (C_inter, C_out per level L1..L4; C_attn per level L1..L3)
@@ -274,7 +297,7 @@ PAPER_TABLE2 = {
 
 
 def test_architecture_table_reproduces_paper_table2(tmp_path):
-    t = F.architecture_table()
+    t = architecture_table()
     assert t.groupby("model", sort=False).size().to_dict() == {m: 4 for m in PAPER_TABLE2}
     assert t[t.model == "unet"].resolution.tolist() == ["256x256", "128x128", "64x64", "32x32"]
     for m, (inter, out, attn) in PAPER_TABLE2.items():
@@ -285,18 +308,18 @@ def test_architecture_table_reproduces_paper_table2(tmp_path):
         assert (got_attn.isna().all() if attn is None else tuple(got_attn) == attn), m
         assert rows.merge_block.iloc[:3].eq("attention" if attn else "concat").all() and pd.isna(rows.merge_block.iloc[3])
     assert set(t[t.model.isin(["r2unet", "ar2unet"])].conv_block) == {"recurrent residual"}
-    layout = F.table2_layout(t)
+    layout = table2_layout(t)
     assert layout.loc["AR2U-Net"].tolist() == ["recurrent residual", "attention", "n/a", "32, 64, 128, 256",
                                                "8, 16, 32", "2.08"]
-    half = F.architecture_table(width_mult=0.5, size=64, models=["aunet"])
+    half = architecture_table(width_mult=0.5, size=64, models=["aunet"])
     assert half.c_out.tolist() == [32, 64, 128, 256] and half.c_attn.tolist()[:3] == [8, 16, 32]
     assert half.resolution.tolist()[-1] == "8x8"
     with pytest.raises(ValueError, match="not a U-Net variant"):
-        F.architecture_table(models=["segformer_b0"])
+        architecture_table(models=["segformer_b0"])
 
 
 def test_no_warnings_on_good_input(runs):
     with warnings.catch_warnings():
-        warnings.simplefilter("error", F.FigureInputWarning)
+        warnings.simplefilter("error", FigureInputWarning)
         inputs = _inputs(runs)
-        F.qualitative_figure(inputs, F.choose_frames(inputs.index, n_frames=1, seed=0))
+        qualitative_figure(inputs, choose_frames(inputs.index, n_frames=1, seed=0))

@@ -1,4 +1,4 @@
-"""Incremental rebuild and provenance (endolib.incremental, endolib.provenance) with a fake executor.
+"""Incremental rebuild and provenance (endolib.study.incremental, endolib.study.provenance) with a fake executor.
 
 Every kind of input is changed once and the jobs that must rerun are checked exactly: nothing stale is reused,
 nothing up to date is rerun.
@@ -10,9 +10,10 @@ import json
 import nbformat
 import pytest
 
-from endolib import incremental
 from endolib.config import paths
-from endolib.runner import format_summary, run
+from endolib.study import incremental
+from endolib.study.incremental import NOT_IMPORTED, STATE_FILE, notebook_hash
+from endolib.study.runner import format_summary, run
 
 ARCHS = ["resnet18", "unet"]
 ALL = ["01_data_preparation.ipynb", "02_classifier_training__resnet18.ipynb", "03_segmentation_training__unet.ipynb",
@@ -72,7 +73,7 @@ def study(tmp_path, monkeypatch):
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
     nb_dir = tmp_path / "notebooks"
     nb_dir.mkdir()
-    from endolib.runner import NOTEBOOKS
+    from endolib.study.plan import NOTEBOOKS
 
     for name in NOTEBOOKS:
         _write_nb(nb_dir / f"{name}.ipynb", "x = 1")
@@ -160,7 +161,7 @@ def test_failed_or_interrupted_job_is_not_recorded(study):
     _write_nb(nb_dir / "06_figures.ipynb", "x = 3")
     results = run("smoke", archs=ARCHS, notebooks_dir=nb_dir, execute=boom)
     assert [r.job.notebook for r in results if not r.ok] == ["06_figures"]
-    state = json.loads((paths("smoke", root).runs / incremental.STATE_FILE).read_text())["jobs"]
+    state = json.loads((paths("smoke", root).runs / STATE_FILE).read_text())["jobs"]
     assert "06_figures.ipynb" not in state and "04_evaluation.ipynb" in state
     recorded = [f for rec in state.values() for f in rec["outputs"]["files"]]
     assert "results/smoke/table3_classifiers.csv" in recorded and not any(f.startswith("/") for f in recorded)
@@ -183,7 +184,7 @@ def test_provenance_attributes_each_output_to_its_notebook(study):
     assert len(rec["dataset_fingerprint"]) == 64 and rec["wall_time_s"] >= 0
     assert rec["packages"]["torch"] and rec["cpu"]
     assert prov["jobs"]["05_computational_load.ipynb"]["runs"] == []  # 05 reads no trained model
-    from endolib.provenance import provenance_of
+    from endolib.study.provenance import provenance_of
 
     one = provenance_of("results/smoke/table3_classifiers.csv", "smoke", root)
     assert one["job"] == "04_evaluation.ipynb" and one["current"] is True
@@ -194,34 +195,39 @@ def test_provenance_attributes_each_output_to_its_notebook(study):
 def test_notebook_hash_ignores_outputs_not_code(tmp_path):
     f = tmp_path / "n.ipynb"
     _write_nb(f, "x = 1")
-    h = incremental.notebook_hash(f)
+    h = notebook_hash(f)
     nb = nbformat.read(f, as_version=4)
     nb.cells[1].execution_count = 7
     nbformat.write(nb, f)
-    assert incremental.notebook_hash(f) == h
+    assert notebook_hash(f) == h
     nb.cells[0].metadata["tags"] = []  # losing the parameters tag changes what papermill does
     nbformat.write(nb, f)
-    assert incremental.notebook_hash(f) != h
+    assert notebook_hash(f) != h
     f.write_text("{not json")
     with pytest.raises(ValueError, match="n.ipynb: not a notebook"):
-        incremental.notebook_hash(f)
+        notebook_hash(f)
 
 
 def test_modules_left_out_of_the_source_hash_are_imported_by_no_notebook():
-    """A module may be left out of the hash only if no notebook can run its code."""
+    """A module may be left out of the hash only if no notebook can run its code: no module a notebook may import
+    reaches it (the command line and the study's runner and commands are not run by notebooks)."""
     import re
-    from pathlib import Path
 
-    root = Path(incremental.__file__).resolve().parent
-    left_out = {m[:-3] for m in incremental.NOT_IMPORTED}
-    callers = {"__main__", "runner", *left_out}  # the command line and the runner are not run by notebooks
-    for f in sorted(root.glob("*.py")):
-        if f.stem in callers:
+    from endolib.config import repo_root
+    from endolib.repro import module_imports, package_modules
+
+    modules = package_modules()
+    assert set(NOT_IMPORTED) <= set(modules), "NOT_IMPORTED names a module that does not exist"
+    callers = {"endolib.__main__", "endolib.study.runner", "endolib.study.distributed", "endolib.study.commands",
+               *NOT_IMPORTED}
+    for name in modules:
+        if name in callers:
             continue
-        imported = set(re.findall(r"from \.(\w+) import|import endolib\.(\w+)|from endolib\.(\w+)", f.read_text()))
-        names = {n for group in imported for n in group if n}
-        assert not names & left_out, f"{f.name} imports {names & left_out}"
-    for nb in sorted((root.parent / "notebooks").glob("*.ipynb")):
+        reached = module_imports(name, modules) & set(NOT_IMPORTED)
+        assert not reached, f"{name} imports {reached}"
+    for nb in sorted((repo_root() / "notebooks").glob("*.ipynb")):
         text = nb.read_text()
-        assert not any(re.search(rf"endolib\.{m}\b|endolib import .*\b{m}\b", text) for m in left_out), nb.name
-        assert "endolib.runner" not in text and "endolib.incremental" not in text, nb.name
+        for m in NOT_IMPORTED:
+            pkg, _, leaf = m.rpartition(".")
+            assert not re.search(rf"{re.escape(m)}\b|from {re.escape(pkg)} import .*\b{leaf}\b", text), nb.name
+        assert "endolib.study.runner" not in text and "endolib.study.incremental" not in text, nb.name

@@ -3,11 +3,22 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from endolib import paper
-from endolib.compute import matches_paper, model_counts
-from endolib.config import CLASSIFIERS, MODELS, SEGMENTERS
-from endolib.models import (MODEL_INFO, REGISTRY, UNET_VARIANTS, ConvBlock, MergeBlock, count_parameters,
-                            create_model, input_size, load_weights, model_kwargs, model_task, paper_input_size)
+from endolib.config import CLASSIFIERS, MODELS, get_profile
+from endolib.deploy.compute import matches_paper, model_counts
+from endolib.models.blocks import ConvBlock, MergeBlock
+from endolib.models.factory import (
+    MODEL_INFO,
+    REGISTRY,
+    count_parameters,
+    create_model,
+    input_size,
+    model_kwargs,
+    model_task,
+    paper_input_size,
+)
+from endolib.models.unet import UNET_VARIANTS
+from endolib.models.weights import load_weights
+from endolib.paper import TABLE5
 
 TINY = 0.125  # width multiplier of the segmenters in these tests
 TOL = 0.02  # "within 2% of Table 5" (or equal at the paper's one-decimal precision: matches_paper)
@@ -44,13 +55,13 @@ def test_output_shapes(name, size):
 
 @pytest.mark.parametrize("name", PARAM_CHECKED)
 def test_params_within_2pct_of_table5(name, counts):
-    assert counts[name]["params"] / 1e6 == pytest.approx(paper.TABLE5[name]["params_m"], rel=TOL)
-    assert matches_paper(counts[name]["params"] / 1e6, paper.TABLE5[name]["params_m"])
+    assert counts[name]["params"] / 1e6 == pytest.approx(TABLE5[name]["params_m"], rel=TOL)
+    assert matches_paper(counts[name]["params"] / 1e6, TABLE5[name]["params_m"])
 
 
 @pytest.mark.parametrize("name", FLOP_CHECKED)
 def test_flops_match_table5(name, counts):
-    ours, printed = counts[name]["flops"] / 1e9, paper.TABLE5[name]["gflops"]
+    ours, printed = counts[name]["flops"] / 1e9, TABLE5[name]["gflops"]
     assert matches_paper(ours, printed)
     if name != "mobilenetv3_large":  # 0.431 GFLOPs, printed "0.4": only the rounding differs
         assert ours == pytest.approx(printed, rel=TOL)
@@ -58,9 +69,9 @@ def test_flops_match_table5(name, counts):
 
 def test_known_gaps_are_real(counts):
     # documented in notebook 05: AR2U-Net and SegFormer FLOPs cannot be reproduced from the paper's description
-    assert not matches_paper(counts["ar2unet"]["params"] / 1e6, paper.TABLE5["ar2unet"]["params_m"])
+    assert not matches_paper(counts["ar2unet"]["params"] / 1e6, TABLE5["ar2unet"]["params_m"])
     for m in ("ar2unet", "segformer_b0", "segformer_b1"):
-        assert not matches_paper(counts[m]["flops"] / 1e9, paper.TABLE5[m]["gflops"])
+        assert not matches_paper(counts[m]["flops"] / 1e9, TABLE5[m]["gflops"])
 
 
 def test_r2unet_weight_sharing_switch():
@@ -134,11 +145,14 @@ def test_download_refused():
 def test_profile_helpers():
     assert model_task("resnet34") == "cls" and model_task("segformer_b1") == "seg"
     assert [paper_input_size(m) for m in ("resnet18", "unet", "segformer_b0")] == [224, 256, 512]
-    assert input_size("unet", "smoke") == 32 and input_size("segformer_b0", "paper") == 512
-    assert model_kwargs("resnet18", "quick") == model_kwargs("aunet", "quick") == {"width_mult": 0.25}
-    assert model_kwargs("resnet18", "paper") == {"width_mult": 1.0}
+    smoke, quick, paper_ = (get_profile(n) for n in ("smoke", "quick", "paper"))
+    assert input_size("unet", smoke) == 32 and input_size("segformer_b0", paper_) == 512
+    assert model_kwargs("resnet18", quick) == model_kwargs("aunet", quick) == {"width_mult": 0.25}
+    assert model_kwargs("resnet18", paper_) == {"width_mult": 1.0}
+    with pytest.raises(TypeError, match="pass a resolved Profile"):
+        input_size("unet", "smoke")  # a profile is resolved once, where a run starts
     for m in MODELS:  # the training contract: create_model(name, **model_kwargs(name, profile))
-        assert create_model(m, **model_kwargs(m, "smoke")) is not None
+        assert create_model(m, **model_kwargs(m, smoke)) is not None
 
 
 def test_weights_roundtrip_file_and_folder(tmp_path):

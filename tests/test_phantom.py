@@ -8,8 +8,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from endolib import phantom as ph
-from endolib.data import labelme_mask
+from endolib.data.phantom import (
+    _split_positives,
+    frame_name,
+    generate_phantom,
+    labelme_record,
+    make_cohort,
+    mask_to_polygons,
+    operation_scene,
+)
+from endolib.data.phantom_render import COHORT, frame_times, make_scene, render_frame
+from endolib.data.readers import labelme_mask
 
 TINY = dict(phantom_size=32, frames_per_operation=2, video_fps=0.2)  # 29 operations x 2 frames of 32 px
 
@@ -17,12 +26,12 @@ TINY = dict(phantom_size=32, frames_per_operation=2, video_fps=0.2)  # 29 operat
 @pytest.fixture(scope="module")
 def tiny_raw(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom") / "raw"
-    return ph.generate_phantom("smoke", out_dir=out, progress=False, **TINY)
+    return generate_phantom("smoke", out_dir=out, progress=False, **TINY)
 
 
 # ------------------------------------------------------------------------------------------------ cohort
 def test_cohort_is_shaped_like_table1():
-    c = ph.make_cohort(42)
+    c = make_cohort(42)
     assert len(c) == 29 and c["operation_id"].is_unique
     pats = c.drop_duplicates("patient_id")
     assert len(pats) == 28
@@ -32,9 +41,9 @@ def test_cohort_is_shaped_like_table1():
     assert (twice == 2).sum() == 1 and c.loc[c.patient_id == twice.idxmax(), "split"].eq("test").all()
     assert c.groupby("procedure").size().to_dict() == {
         "cervical foraminotomy": 3, "lumbar foraminal decompression": 5, "lumbar interlaminar decompression": 21}
-    for proc, (_, levels) in ph.COHORT["procedures"].items():
+    for proc, (_, levels) in COHORT["procedures"].items():
         assert set(c.loc[c.procedure == proc, "level"]) <= set(levels)
-    for split, (mean, sd) in ph.COHORT["age_mean_sd"].items():
+    for split, (mean, sd) in COHORT["age_mean_sd"].items():
         ages = pats.loc[pats.split == split, "age"]
         assert abs(ages.mean() - mean) < 0.3 and abs(ages.std(ddof=1) - sd) < 0.3
     sex = pats.groupby(["split", "sex"]).size()
@@ -42,13 +51,13 @@ def test_cohort_is_shaped_like_table1():
 
 
 def test_cohort_is_a_function_of_the_seed():
-    pd.testing.assert_frame_equal(ph.make_cohort(7), ph.make_cohort(7))
-    assert not ph.make_cohort(7).equals(ph.make_cohort(8))
+    pd.testing.assert_frame_equal(make_cohort(7), make_cohort(7))
+    assert not make_cohort(7).equals(make_cohort(8))
 
 
 def test_split_positives_match_the_paper_shares():
-    c = ph.make_cohort(42)
-    pos = ph._split_positives(c, 24, 42)
+    c = make_cohort(42)
+    pos = _split_positives(c, 24, 42)
     n = c.assign(pos=c.operation_id.map(pos)).groupby("split")["pos"].sum()
     assert n["train"] == round(0.495 * 24 * 22) and n["test"] == round(0.363 * 24 * 7)
     assert all(0 <= v <= 24 for v in pos.values())
@@ -57,21 +66,21 @@ def test_split_positives_match_the_paper_shares():
 # ------------------------------------------------------------------------------------------------ render
 @pytest.fixture(scope="module")
 def scene():
-    return ph.make_scene({"procedure": "lumbar interlaminar decompression", "split": "train"}, 64, 6, 10.0, seed=3)
+    return make_scene({"procedure": "lumbar interlaminar decompression", "split": "train"}, 64, 6, 10.0, seed=3)
 
 
 def test_render_is_deterministic_and_moves(scene):
-    a, ma = ph.render_frame(scene, 20.0)
-    b, mb = ph.render_frame(scene, 20.0)
+    a, ma = render_frame(scene, 20.0)
+    b, mb = render_frame(scene, 20.0)
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
-    c, _ = ph.render_frame(scene, 25.0)
+    c, _ = render_frame(scene, 25.0)
     assert np.abs(a.astype(int) - c).mean() > 2  # the camera and instruments move between 20 s and 25 s
-    again = ph.make_scene({"procedure": "lumbar interlaminar decompression", "split": "train"}, 64, 6, 10.0, seed=3)
-    assert np.array_equal(ph.render_frame(again, 20.0)[0], a)
+    again = make_scene({"procedure": "lumbar interlaminar decompression", "split": "train"}, 64, 6, 10.0, seed=3)
+    assert np.array_equal(render_frame(again, 20.0)[0], a)
 
 
 def test_frame_has_dark_corners_and_bright_field_of_view(scene):
-    img, mask = ph.render_frame(scene, 0.0)
+    img, mask = render_frame(scene, 0.0)
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert img[:3, :3].mean() < 15 and img[28:36, 28:36].mean() > 60
     assert mask.min() >= 0 and mask.max() <= 1 and mask[:3, :3].max() == 0  # nothing annotated outside the FOV
@@ -79,14 +88,14 @@ def test_frame_has_dark_corners_and_bright_field_of_view(scene):
 
 def test_key_poses_follow_the_positive_schedule(scene):
     for t, positive in zip(scene.key_times, scene.key_positive):
-        _, mask = ph.render_frame(scene, float(t))
+        _, mask = render_frame(scene, float(t))
         visible = (mask > 0.5).mean()
         assert (visible > 0.02) if positive else (visible == 0), (t, positive, visible)
 
 
 def test_frame_names_carry_the_time():
-    assert ph.frame_name("OP03", 20.0) == "OP03_t00020000ms"
-    assert ph.frame_times(3, 10.0).tolist() == [0.0, 10.0, 20.0]
+    assert frame_name("OP03", 20.0) == "OP03_t00020000ms"
+    assert frame_times(3, 10.0).tolist() == [0.0, 10.0, 20.0]
 
 
 # ------------------------------------------------------------------------------------------------ labelme
@@ -95,9 +104,9 @@ def test_polygons_trace_the_mask_without_holes():
     soft = ((yy - 20) ** 2 / 144 + (xx - 25) ** 2 / 300 <= 1).astype(float)
     soft[18:22, 23:27] = 0  # a hole: LabelMe polygons cannot hold it, the outline is kept
     soft[2:4, 2:4] = 1  # a speck below min_area: dropped
-    polys = ph.mask_to_polygons(soft, min_area=10)
+    polys = mask_to_polygons(soft, min_area=10)
     assert len(polys) == 1 and len(polys[0]) < 60  # simplified, as an annotator's outline
-    rec = ph.labelme_record(polys, "f.png", 40, 50)
+    rec = labelme_record(polys, "f.png", 40, 50)
     got = labelme_mask(rec, 40, 50)
     filled = ((yy - 20) ** 2 / 144 + (xx - 25) ** 2 / 300 <= 1)
     iou = (got & filled).sum() / (got | filled).sum()
@@ -105,7 +114,7 @@ def test_polygons_trace_the_mask_without_holes():
 
 
 def test_labelme_record_is_exactly_what_labelme_writes():
-    rec = ph.labelme_record([np.array([[1.0, 1.0], [5.0, 1.0], [5.0, 4.0]])], "a.png", 8, 9)
+    rec = labelme_record([np.array([[1.0, 1.0], [5.0, 1.0], [5.0, 4.0]])], "a.png", 8, 9)
     assert list(rec) == ["version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth"]
     assert list(rec["shapes"][0]) == ["label", "points", "group_id", "description", "shape_type", "flags"]
     assert rec["imageData"] is None and rec["shapes"][0]["shape_type"] == "polygon"
@@ -130,11 +139,11 @@ def test_generated_folder_is_a_labelme_dataset(tiny_raw):
 
 def test_scene_rebuilt_from_params_reproduces_the_files(tiny_raw):
     params = json.loads((tiny_raw / "phantom.json").read_text())["params"]
-    scene = ph.operation_scene(params, "OP05")
-    img, _ = ph.render_frame(scene, 10.0)
+    scene = operation_scene(params, "OP05")
+    img, _ = render_frame(scene, 10.0)
     assert np.array_equal(img, np.asarray(Image.open(tiny_raw / "labelme" / "OP05" / "OP05_t00010000ms.png")))
     with pytest.raises(ValueError, match="not in the phantom cohort"):
-        ph.operation_scene(params, "OP99")
+        operation_scene(params, "OP99")
 
 
 def test_videos_hold_the_annotated_frames(tiny_raw):
@@ -149,21 +158,21 @@ def test_videos_hold_the_annotated_frames(tiny_raw):
 
 def test_same_parameters_reuse_other_parameters_refuse(tiny_raw, tmp_path):
     stamp = (tiny_raw / "phantom.json").stat().st_mtime_ns
-    assert ph.generate_phantom("smoke", out_dir=tiny_raw, progress=False, **TINY) == tiny_raw
+    assert generate_phantom("smoke", out_dir=tiny_raw, progress=False, **TINY) == tiny_raw
     assert (tiny_raw / "phantom.json").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        ph.generate_phantom("smoke", out_dir=tiny_raw, progress=False, **{**TINY, "phantom_size": 48})
+        generate_phantom("smoke", out_dir=tiny_raw, progress=False, **{**TINY, "phantom_size": 48})
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("not a phantom")
     with pytest.raises(FileExistsError, match="not a phantom"):
-        ph.generate_phantom("smoke", out_dir=tmp_path / "mine", progress=False, **TINY)
+        generate_phantom("smoke", out_dir=tmp_path / "mine", progress=False, **TINY)
 
 
 def test_overwrite_regenerates_deterministically(tmp_path):
     kw = dict(progress=False, videos=False, phantom_size=24, frames_per_operation=1)
-    a = ph.generate_phantom("smoke", out_dir=tmp_path / "a", **kw)
+    a = generate_phantom("smoke", out_dir=tmp_path / "a", **kw)
     first = (a / "labelme" / "OP07" / "OP07_t00000000ms.png").read_bytes()
-    ph.generate_phantom("smoke", out_dir=a, overwrite=True, seed=5, **kw)
-    ph.generate_phantom("smoke", out_dir=a, overwrite=True, **kw)
+    generate_phantom("smoke", out_dir=a, overwrite=True, seed=5, **kw)
+    generate_phantom("smoke", out_dir=a, overwrite=True, **kw)
     assert (a / "labelme" / "OP07" / "OP07_t00000000ms.png").read_bytes() == first
     assert not (a / "videos").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from endolib.config import get_profile, paths
-from endolib.repro import run_numbers
+from endolib.training.numerics import run_numbers
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "smoke_numerics.json"
 
@@ -81,7 +81,8 @@ def test_training_beats_chance_on_a_learnable_task(make_tiny_dataset, tmp_path, 
     """Bright ellipses on dark-red noise: predicting tissue everywhere gives DSC ~0.3, chance AUROC 0.5.
     Measured on this setting (profile seed 42): U-Net DSC 0.911 (default numerics), 0.914 (perturbed), 0.915
     (two threads); ResNet-18 AUROC 1.0 on all three. The floors leave a margin below those."""
-    from endolib.train import train_model, training_settings
+    from endolib.training.runs import train_model
+    from endolib.training.settings import training_settings
 
     data = make_tiny_dataset(n_patients=6, n_test=2, frames=8, height=32, width=32)
     epochs = {"unet": 4, "resnet18": 6}[arch]

@@ -3,7 +3,9 @@ import json
 import nbformat
 import pytest
 
-from endolib.runner import NOTEBOOKS, format_summary, plan, run, strip_notebook
+from endolib.study.plan import NOTEBOOKS, plan
+from endolib.study.runner import format_summary, run
+from endolib.study.strip import strip_notebook
 
 
 def test_plan_order_and_arch_expansion():
@@ -132,12 +134,17 @@ def test_notebooks_save_figures_into_the_profile_folder():
             assert any(k.arg == "figures_dir" for k in call.keywords), f"{nb.name}: {ast.unparse(call)}"
 
 
-def test_bad_scheduler_fails_before_anything_runs(tmp_path):
+def test_bad_scheduler_fails_before_anything_runs(tmp_path, capsys):
+    from endolib.__main__ import main
+    from endolib.study.distributed import run_study
+
     ran = []
     with pytest.raises(ValueError, match="unknown scheduler 'mpi'"):
-        run("smoke", only=["01"], notebooks_dir=tmp_path, output_dir=tmp_path / "o", scheduler="mpi",
-            execute=lambda *a: ran.append(a))
+        run_study("smoke", "mpi", only=["01"], notebooks_dir=tmp_path, output_dir=tmp_path / "o",
+                  execute=lambda *a: ran.append(a))
     assert ran == []
+    assert main(["run", "--profile", "smoke", "--only", "01", "--scheduler", "mpi"]) == 2
+    assert "unknown scheduler 'mpi'" in capsys.readouterr().err
 
 
 def test_cli_names_the_pip_command_when_dask_is_missing(monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""Tests of endolib.train: folds, augmentation, Dice loss, resume, NaN stop, outputs, bad input."""
+"""Tests of endolib.training: folds, augmentation, Dice loss, resume, NaN stop, outputs, bad input."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,25 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from endolib import train as T
-from endolib.train import (FINAL_FOLD, FrameDataset, FrameSet, NonFiniteLossError, apply_affine, dice_loss,
-                           patient_folds, random_affine, train_model, training_settings)
+from endolib.training import losses
+from endolib.training.augment import (
+    FrameDataset,
+    apply_affine,
+    colour_jitter,
+    random_affine,
+)
+from endolib.training.folds import patient_folds
+from endolib.training.frames import IMAGENET_MEAN, IMAGENET_STD, FrameSet
+from endolib.training.losses import dice_loss
+from endolib.training.runs import finish_run, train_final_unit, train_model, train_seeds
+from endolib.training.settings import FINAL_FOLD, HISTORY_COLUMNS, training_settings
+from endolib.training.unit import (
+    NonFiniteLossError,
+    _unit_seed,
+    search_units,
+    train_unit,
+    unit_dir,
+)
 
 
 def _settings(data_dir, tmp_path, arch="unet", name="run", **kw):
@@ -58,8 +74,8 @@ def _blob_frames(n=4, size=32):
 def test_augmentation_moves_image_and_mask_together():
     frames = _blob_frames()
     ds = FrameDataset(frames, "seg", augment=True, expand=3, rotation_deg=45.0, seed=1)
-    mean = torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(T.IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     moved = 0
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -101,7 +117,7 @@ def test_colour_jitter_changes_the_image_only_and_is_seeded():
         assert not torch.equal(x0, x1)
         assert torch.equal(jit[i][0], x1)  # seeded by (seed, epoch, i)
     img = torch.full((3, 4, 4), 0.5)
-    gains = [T.colour_jitter(img, np.random.default_rng(k), 0.3)[:, 0, 0] / 0.5 for k in range(200)]
+    gains = [colour_jitter(img, np.random.default_rng(k), 0.3)[:, 0, 0] / 0.5 for k in range(200)]
     g = torch.stack(gains)
     assert float(g.min()) >= 0.7 * 0.7 - 1e-6 and float(g.max()) <= 1.3 * 1.3 + 1e-6
     assert float(g.std(0).min()) > 0.1  # every channel varies
@@ -143,8 +159,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_
     with pytest.raises(Interrupt):
         train_model(s, progress=False, on_epoch_end=stop_after_three)
     # the first unit (trial 0, fold 0) is finished, the second has a one-epoch checkpoint
-    assert (T.unit_dir(s, 0, 0) / "unit.json").exists() and not (T.unit_dir(s, 0, 0) / "resume.pt").exists()
-    assert (T.unit_dir(s, 0, 1) / "resume.pt").exists() and not (T.unit_dir(s, 0, 1) / "unit.json").exists()
+    assert (unit_dir(s, 0, 0) / "unit.json").exists() and not (unit_dir(s, 0, 0) / "resume.pt").exists()
+    assert (unit_dir(s, 0, 1) / "resume.pt").exists() and not (unit_dir(s, 0, 1) / "unit.json").exists()
     assert not (s.run_dir / "model.safetensors").exists()
     after = []
     resumed = train_model(s, progress=False, on_epoch_end=after.append)
@@ -177,7 +193,7 @@ def test_segmenter_run_writes_the_layout(tiny_dataset, tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["final_model"]["method"] == "holdout_best" and cfg["input_size"] == 32
     assert cfg["model_kwargs"] == {"width_mult": 0.125}
-    assert list(pd.read_csv(d / "history.csv").columns) == T.HISTORY_COLUMNS
+    assert list(pd.read_csv(d / "history.csv").columns) == HISTORY_COLUMNS
     summary = json.loads((d / "test_summary.json").read_text())
     assert summary["metric"] == "dsc" and 0.0 <= summary["dsc"] <= 1.0
     # validation and training patients never mix, and only frames with tissue are used by default
@@ -198,7 +214,7 @@ def test_classifier_run_predicts_probabilities(tiny_dataset, tmp_path):
 
 def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     poison = {"on": False}
-    real = T.dice_loss
+    real = dice_loss
 
     def poisoned(probs, target, eps=1e-6):
         loss = real(probs, target, eps)
@@ -207,12 +223,12 @@ def test_nan_loss_stops_with_message_and_keeps_checkpoint(tiny_dataset, tmp_path
     def after_epoch(row):
         poison["on"] = row["epoch"] >= 1  # from the second epoch on, the training loss is NaN
 
-    monkeypatch.setattr(T, "dice_loss", poisoned)
+    monkeypatch.setattr(losses, "dice_loss", poisoned)
     s = _settings(tiny_dataset, tmp_path, epochs=3, batch_size=2)
     with pytest.raises(NonFiniteLossError, match=r"non-finite training \(batch \d+\) loss .* epoch 2 .*"
                                                  r"last good checkpoint .* epoch 1\) is kept"):
         train_model(s, progress=False, on_epoch_end=after_epoch)
-    ckpt = torch.load(T.unit_dir(s, 0, 0) / "resume.pt", weights_only=True)
+    ckpt = torch.load(unit_dir(s, 0, 0) / "resume.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (s.run_dir / "model.safetensors").exists()
@@ -248,7 +264,7 @@ def test_fold_without_positives_is_an_error(tiny_dataset, tmp_path):
 # ------------------------------------------------------------------------------------------ seeds and units
 def test_training_seeds_change_weights_not_the_data(tiny_dataset, tmp_path):
     s = _settings(tiny_dataset, tmp_path, epochs=1)
-    res = T.train_seeds(s, progress=False)
+    res = train_seeds(s, progress=False)
     assert res.seeds == [42, 43] and [r.run_dir.name for r in res.runs] == ["seed42", "seed43"]
     a, b = (load_file(r.run_dir / "model.safetensors") for r in res.runs)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # initialisation, batches and augmentation differ
@@ -262,10 +278,10 @@ def test_training_seeds_change_weights_not_the_data(tiny_dataset, tmp_path):
 
 
 def test_unit_seed_depends_on_seed_model_trial_fold_only():
-    seeds = {T._unit_seed(s, a, t, k) for s in (42, 43) for a in ("unet", "resnet18") for t in (0, 1)
+    seeds = {_unit_seed(s, a, t, k) for s in (42, 43) for a in ("unet", "resnet18") for t in (0, 1)
              for k in (0, 1, FINAL_FOLD)}
     assert len(seeds) == 24  # every unit its own stream
-    assert T._unit_seed(42, "unet", 1, 0) == T._unit_seed(42, "unet", 1, 0)
+    assert _unit_seed(42, "unet", 1, 0) == _unit_seed(42, "unet", 1, 0)
 
 
 def test_units_run_in_any_order_give_the_same_run(tiny_dataset, tmp_path):
@@ -273,35 +289,35 @@ def test_units_run_in_any_order_give_the_same_run(tiny_dataset, tmp_path):
     ref = train_model(_settings(tiny_dataset, tmp_path, name="ref", **kw), progress=False)
     s = _settings(tiny_dataset, tmp_path, name="shuffled", **kw)
     with pytest.raises(FileNotFoundError, match=r"unit\(s\) t0_f0, t0_f1, t1_f0, t1_f1 .* are not finished"):
-        T.finish_run(s, progress=False)
-    for t, k in reversed(T.search_units(s)):  # the reverse of the serial order, as a Dask cluster may do
-        T.train_unit(s, t, k, progress=False)
-    T.train_final_unit(s, progress=False)
-    got = T.finish_run(s, progress=False)
+        finish_run(s, progress=False)
+    for t, k in reversed(search_units(s)):  # the reverse of the serial order, as a Dask cluster may do
+        train_unit(s, t, k, progress=False)
+    train_final_unit(s, progress=False)
+    got = finish_run(s, progress=False)
     a, b = load_file(ref.run_dir / "model.safetensors"), load_file(got.run_dir / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (ref.run_dir / "predictions.npz").read_bytes() == (got.run_dir / "predictions.npz").read_bytes()
     # a finished unit is loaded, never retrained
     seen = []
-    T.train_unit(s, 0, 0, progress=False, on_epoch_end=seen.append)
+    train_unit(s, 0, 0, progress=False, on_epoch_end=seen.append)
     assert seen == []
 
 
 # ------------------------------------------------------------------------------------------------- device
 def test_device_resolution_and_errors(monkeypatch, capsys):
-    from endolib import device as dev
+    from endolib.device import _FELL_BACK, autocast_dtype, resolve_device, set_threads
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setitem(dev._FELL_BACK, "said", False)
-    assert dev.resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setitem(_FELL_BACK, "said", False)
+    assert resolve_device("auto") == torch.device("cpu")
     assert "no CUDA GPU visible" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"device='cuda' but torch sees no CUDA GPU"):
-        dev.resolve_device("cuda")
+        resolve_device("cuda")
     with pytest.raises(ValueError, match="device must be"):
         training_settings("unet", "smoke", device="tpu")
-    assert dev.autocast_dtype("auto", torch.device("cpu")) is None  # CPU numbers stay full precision
-    assert dev.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
-    assert dev.set_threads(1) == 1 and torch.get_num_threads() == 1
+    assert autocast_dtype("auto", torch.device("cpu")) is None  # CPU numbers stay full precision
+    assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert set_threads(1) == 1 and torch.get_num_threads() == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (CPU-only CI)")

@@ -1,4 +1,4 @@
-"""Tests of endolib.video: video I/O, the two-stage pipeline, temporal smoothing, flicker, ONNX export.
+"""Tests of endolib.deploy.video: video I/O, the two-stage pipeline, temporal smoothing, flicker, ONNX export.
 
 Runs are tiny random-weight models saved as run folders in tmp; videos are synthetic, written with PyAV.
 """
@@ -14,8 +14,38 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from endolib import video as V
-from endolib.models import create_model
+from endolib.data.video_io import (
+    count_frames,
+    iter_frames,
+    read_video,
+    video_info,
+    write_video,
+)
+from endolib.deploy.backends import benchmark_backends, compare_backends
+from endolib.deploy.demo import phantom_video
+from endolib.deploy.onnx_export import ONNX_OPSET, export_onnx
+from endolib.deploy.smoothing import (
+    EMA_ALPHA,
+    Smoothing,
+    ema_filter,
+    hysteresis_gate,
+    parse_hysteresis,
+    parse_smooth,
+)
+from endolib.deploy.stages import ONNX_ATOL, onnx_path, run_stage
+from endolib.deploy.video import (
+    STAGES,
+    TwoStagePipeline,
+    annotate_video,
+    evaluate_video,
+    flicker,
+    format_report,
+    overlay_mask,
+    smoothing_table,
+    video_main,
+)
+from endolib.models.factory import create_model
+from endolib.training.load import load_run
 
 CLS_SIZE, SEG_SIZE = 32, 32
 N_FRAMES, HEIGHT, WIDTH, FPS = 6, 48, 64, Fraction(5)
@@ -54,35 +84,35 @@ def _synthetic_frames(n: int = N_FRAMES, h: int = HEIGHT, w: int = WIDTH) -> np.
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("video") / "in.mp4"
-    return V.write_video(path, _synthetic_frames(), FPS)
+    return write_video(path, _synthetic_frames(), FPS)
 
 
 # ------------------------------------------------------------------------------------------------ video I/O
 def test_write_read_roundtrip_keeps_count_rate_and_size(tmp_path):
     frames = _synthetic_frames()
-    path = V.write_video(tmp_path / "v.mp4", frames, Fraction(30000, 1001))
-    info = V.video_info(path)
+    path = write_video(tmp_path / "v.mp4", frames, Fraction(30000, 1001))
+    info = video_info(path)
     assert (info.width, info.height, info.fps) == (WIDTH, HEIGHT, Fraction(30000, 1001))
-    back, fps = V.read_video(path)
-    assert back.shape == frames.shape and V.count_frames(path) == N_FRAMES
+    back, fps = read_video(path)
+    assert back.shape == frames.shape and count_frames(path) == N_FRAMES
     # lossy codec, but the picture is the same picture
     assert np.abs(back.astype(int) - frames.astype(int)).mean() < 12
 
 
 def test_odd_frame_size_is_kept(tmp_path):
     frames = _synthetic_frames(3, 47, 63)
-    path = V.write_video(tmp_path / "odd.mp4", frames, 2)
-    info = V.video_info(path)
-    assert (info.height, info.width) == (47, 63) and V.count_frames(path) == 3
+    path = write_video(tmp_path / "odd.mp4", frames, 2)
+    info = video_info(path)
+    assert (info.height, info.width) == (47, 63) and count_frames(path) == 3
 
 
 def test_not_a_video_is_a_clear_error(tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n")
     with pytest.raises(ValueError, match=r"notes\.mp4: not a readable video"):
-        V.video_info(bad)
+        video_info(bad)
     with pytest.raises(FileNotFoundError, match="missing.mp4: file not found"):
-        V.video_info(tmp_path / "missing.mp4")
+        video_info(tmp_path / "missing.mp4")
 
 
 def _zero_frame_video(path: Path, codec: str) -> Path:
@@ -101,31 +131,31 @@ def test_zero_frame_videos_are_clear_errors(tmp_path, runs):
     avi = _zero_frame_video(tmp_path / "empty.avi", "mpeg4")  # keeps a video stream with 0 frames
     mp4 = _zero_frame_video(tmp_path / "empty.mp4", "libx264")  # mp4 drops the stream entirely
     with pytest.raises(ValueError, match=r"empty\.avi: the video has zero frames"):
-        list(V.iter_frames(avi))
+        list(iter_frames(avi))
     with pytest.raises(ValueError, match=r"empty\.mp4: contains no video stream"):
-        list(V.iter_frames(mp4))
+        list(iter_frames(mp4))
     out = tmp_path / "out.mp4"
     with pytest.raises(ValueError, match="zero frames"):
-        V.annotate_video(avi, out, *runs, progress=False)
+        annotate_video(avi, out, *runs, progress=False)
     assert not out.exists()
 
 
 def test_truncated_video_fails_clearly_and_leaves_no_partial_output(tmp_path, runs):
     rng = np.random.default_rng(0)
-    full = V.write_video(tmp_path / "full.avi", rng.integers(0, 255, (20, 48, 64, 3), dtype=np.uint8), 5,
+    full = write_video(tmp_path / "full.avi", rng.integers(0, 255, (20, 48, 64, 3), dtype=np.uint8), 5,
                          codec="mpeg4")
     data = full.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
     out = tmp_path / "cut_annotated.mp4"
     with pytest.raises(ValueError, match=r"cut\.avi: decoding failed after frame \d+"):
-        V.annotate_video(cut, out, *runs, progress=False)
+        annotate_video(cut, out, *runs, progress=False)
     assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------ runs
 def test_load_run(runs):
-    run = V.load_run(runs[1])
+    run = load_run(runs[1])
     assert (run.arch, run.task, run.input_size) == ("unet", "seg", SEG_SIZE)
     assert not run.model.training
 
@@ -135,104 +165,104 @@ def test_run_without_checkpoint_is_a_clear_error(tmp_path, runs):
     broken.mkdir()
     (broken / "config.json").write_text((runs[1] / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match=r"unet: no checkpoint \(model\.safetensors\)"):
-        V.load_run(broken)
+        load_run(broken)
     (tmp_path / "resume.pt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="training was interrupted"):
-        V.load_run(tmp_path)
+        load_run(tmp_path)
     with pytest.raises(FileNotFoundError, match="run folder not found"):
-        V.load_run(tmp_path / "nope")
+        load_run(tmp_path / "nope")
 
 
 def test_swapped_runs_are_rejected(runs):
     with pytest.raises(ValueError, match="expected a classifier"):
-        V.TwoStagePipeline(V.make_stage(runs[1]), V.make_stage(runs[0]))
+        TwoStagePipeline(run_stage(runs[1]), run_stage(runs[0]))
 
 
 # ------------------------------------------------------------------------------------------------ annotate
 def test_annotate_keeps_frame_count_rate_and_size(tmp_path, runs, video):
     out = tmp_path / "annotated.mp4"
-    rep = V.annotate_video(video, out, *runs, V.Smoothing(gate=0.0), progress=False)
-    info = V.video_info(out)
-    assert rep.summary["frames_in"] == rep.summary["frames_out"] == V.count_frames(out) == N_FRAMES
+    rep = annotate_video(video, out, *runs, Smoothing(gate=0.0), progress=False)
+    info = video_info(out)
+    assert rep.summary["frames_in"] == rep.summary["frames_out"] == count_frames(out) == N_FRAMES
     assert (info.width, info.height, info.fps) == (WIDTH, HEIGHT, FPS)
     assert len(rep.frames) == N_FRAMES and rep.summary["gate_share"] == 1.0  # gate 0 passes every frame
-    assert rep.summary["fps_end_to_end"] > 0 and all(rep.summary[f"{s}_ms"] > 0 for s in V.STAGES)
+    assert rep.summary["fps_end_to_end"] > 0 and all(rep.summary[f"{s}_ms"] > 0 for s in STAGES)
     assert (rep.frames["segmenter_ms"] > 0).all()
 
 
 def test_closed_gate_draws_nothing_and_skips_the_segmenter(tmp_path, runs, video):
     out = tmp_path / "closed.mp4"
-    rep = V.annotate_video(video, out, *runs, V.Smoothing(gate=1.0), progress=False)
+    rep = annotate_video(video, out, *runs, Smoothing(gate=1.0), progress=False)
     assert rep.summary["gate_share"] == 0.0 and (rep.frames["segmenter_ms"] == 0).all()
-    assert np.isnan(rep.summary["segmenter_ms"]) and "the gate passed no frame" in V.format_report(rep)
+    assert np.isnan(rep.summary["segmenter_ms"]) and "the gate passed no frame" in format_report(rep)
     assert (rep.frames["mask_fraction"] == 0).all()
-    frames_in, _ = V.read_video(video)
-    frames_out, _ = V.read_video(out)
+    frames_in, _ = read_video(video)
+    frames_out, _ = read_video(out)
     # nothing drawn: output differs from input by the codec's loss only
     assert np.abs(frames_out.astype(int) - frames_in.astype(int)).mean() < 6
 
 
 def test_cli_prints_latency_fps_and_gate_share(tmp_path, runs, video, capsys):
     out = tmp_path / "cli.mp4"
-    rc = V.video_main([str(video), "--out", str(out), "--classifier", str(runs[0]), "--segmenter", str(runs[1]),
+    rc = video_main([str(video), "--out", str(out), "--classifier", str(runs[0]), "--segmenter", str(runs[1]),
                        "--gate", "0.5", "--smooth", "ema:0.6", "--hysteresis", "0.4,0.6", "--no-progress"])
     text = capsys.readouterr().out
-    assert rc == 0 and V.count_frames(out) == N_FRAMES
+    assert rc == 0 and count_frames(out) == N_FRAMES
     assert f"frames: {N_FRAMES} in, {N_FRAMES} out" in text
     assert "end-to-end:" in text and "FPS" in text and "gate passed" in text
-    for stage in V.STAGES:
+    for stage in STAGES:
         assert stage in text
 
 
 def test_cli_bad_arguments(tmp_path, runs, video):
     base = [str(video), "--out", str(tmp_path / "o.mp4"), "--classifier", str(runs[0]), "--segmenter", str(runs[1])]
     with pytest.raises(ValueError, match="--smooth"):
-        V.video_main(base + ["--smooth", "median:3"])
+        video_main(base + ["--smooth", "median:3"])
     with pytest.raises(ValueError, match="low <= high"):
-        V.video_main(base + ["--hysteresis", "0.7,0.3"])
+        video_main(base + ["--hysteresis", "0.7,0.3"])
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         bad = tmp_path / "empty_run"
         bad.mkdir()
         (bad / "config.json").write_text((runs[0] / "config.json").read_text())
-        V.video_main(base[:-1] + [str(bad)])
+        video_main(base[:-1] + [str(bad)])
 
 
 # ------------------------------------------------------------------------------------------------ smoothing
 def test_hysteresis_on_a_hand_made_sequence():
     probs = [0.1, 0.5, 0.59, 0.6, 0.5, 0.41, 0.4, 0.39, 0.55, 0.61, 0.2]
     expect = [0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0]
-    assert V.hysteresis_gate(probs, 0.4, 0.6).astype(int).tolist() == expect
+    assert hysteresis_gate(probs, 0.4, 0.6).astype(int).tolist() == expect
     # a plain threshold would flicker on the same sequence
-    plain = V.hysteresis_gate(probs, 0.5, 0.5).astype(int).tolist()
+    plain = hysteresis_gate(probs, 0.5, 0.5).astype(int).tolist()
     assert plain == [0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0]
 
 
 def test_ema_on_a_hand_made_sequence():
     x = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
-    np.testing.assert_allclose(V.ema_filter(x, 0.6), [1.0, 0.4, 0.16, 0.664, 0.8656], rtol=1e-6)
-    np.testing.assert_allclose(V.ema_filter(x, 1.0), x)
+    np.testing.assert_allclose(ema_filter(x, 0.6), [1.0, 0.4, 0.16, 0.664, 0.8656], rtol=1e-6)
+    np.testing.assert_allclose(ema_filter(x, 1.0), x)
     reset = [False, False, False, True, False]
-    np.testing.assert_allclose(V.ema_filter(x, 0.6, reset=reset), [1.0, 0.4, 0.16, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(ema_filter(x, 0.6, reset=reset), [1.0, 0.4, 0.16, 1.0, 1.0], rtol=1e-6)
     maps = np.stack([np.full((2, 2), v, np.float32) for v in x])  # works per pixel on maps too
-    np.testing.assert_allclose(V.ema_filter(maps, 0.6)[:, 1, 1], V.ema_filter(x, 0.6), rtol=1e-6)
+    np.testing.assert_allclose(ema_filter(maps, 0.6)[:, 1, 1], ema_filter(x, 0.6), rtol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [dict(ema_alpha=0.0), dict(ema_alpha=1.5), dict(gate=-0.1),
                                  dict(hysteresis=(0.6, 0.4)), dict(hysteresis=(0.2, 1.2))])
 def test_smoothing_validation(bad):
     with pytest.raises(ValueError):
-        V.Smoothing(**bad)
+        Smoothing(**bad)
 
 
 def test_parsers():
-    assert V.parse_smooth("ema:0.25") == 0.25 and V.parse_smooth("ema") == V.EMA_ALPHA
-    assert V.parse_smooth("none") is None and V.parse_hysteresis(None) is None
-    assert V.parse_hysteresis("0.3,0.7") == (0.3, 0.7)
+    assert parse_smooth("ema:0.25") == 0.25 and parse_smooth("ema") == EMA_ALPHA
+    assert parse_smooth("none") is None and parse_hysteresis(None) is None
+    assert parse_hysteresis("0.3,0.7") == (0.3, 0.7)
     for bad in ("ema:x", "ema:0", "blur"):
         with pytest.raises(ValueError):
-            V.parse_smooth(bad)
+            parse_smooth(bad)
     with pytest.raises(ValueError, match="LOW,HIGH"):
-        V.parse_hysteresis("0.5")
+        parse_hysteresis("0.5")
 
 
 class _Scripted:
@@ -257,7 +287,7 @@ def _logit(p):
 def test_pipeline_ema_resets_when_the_gate_closes_and_skips_the_segmenter():
     gate = [_logit(p) for p in (0.9, 0.9, 0.1, 0.9)]
     seg = [_logit(p) for p in (0.8, 0.2, 0.8)]  # only called when the gate is open
-    pipe = V.TwoStagePipeline(_Scripted("cls", gate), _Scripted("seg", seg), V.Smoothing(ema_alpha=0.5))
+    pipe = TwoStagePipeline(_Scripted("cls", gate), _Scripted("seg", seg), Smoothing(ema_alpha=0.5))
     res = [pipe(np.zeros((8, 8, 3), np.uint8)) for _ in range(4)]
     assert [r.gate_open for r in res] == [True, True, False, True]
     assert pipe.segmenter.calls == 3 and res[2].prob is None
@@ -271,10 +301,10 @@ def test_flicker_on_hand_made_masks():
     pred[1, 0, 3] = True  # a one-pixel blip on a stable pixel: 1/4 flips 0->1, 1/4 flips 1->0
     pred[2:, 0, :2] = True  # follows the ground truth change: not flicker
     # pairs: (0,1) 1/4 stable pixels flip; (1,2) 1 of 2 stable pixels flips; (2,3) none
-    assert V.flicker(pred, gt) == pytest.approx((0.25 + 0.5 + 0.0) / 3)
-    assert V.flicker(np.zeros_like(gt), gt) == 0.0
+    assert flicker(pred, gt) == pytest.approx((0.25 + 0.5 + 0.0) / 3)
+    assert flicker(np.zeros_like(gt), gt) == 0.0
     with pytest.raises(ValueError):
-        V.flicker(pred[:, 0], gt)
+        flicker(pred[:, 0], gt)
 
 
 def test_ema_and_hysteresis_reduce_flicker_on_a_noisy_sequence():
@@ -286,20 +316,20 @@ def test_ema_and_hysteresis_reduce_flicker_on_a_noisy_sequence():
     gt = np.ones((n, 8, 8), bool)
 
     def run(smoothing):
-        pipe = V.TwoStagePipeline(_Scripted("cls", [_logit(p) for p in gate_p]),
+        pipe = TwoStagePipeline(_Scripted("cls", [_logit(p) for p in gate_p]),
                                   _Scripted("seg", [_logit(p) for p in seg_p]), smoothing)
-        return V.evaluate_video(frames, gt, pipe)[1]
+        return evaluate_video(frames, gt, pipe)[1]
 
-    raw = V.flicker(run(V.Smoothing()), gt)
-    smooth = V.flicker(run(V.Smoothing(ema_alpha=0.3, hysteresis=(0.4, 0.6))), gt)
+    raw = flicker(run(Smoothing()), gt)
+    smooth = flicker(run(Smoothing(ema_alpha=0.3, hysteresis=(0.4, 0.6))), gt)
     assert smooth < raw
 
 
 def test_smoothing_table_and_per_frame_dsc(runs):
     frames = _synthetic_frames()
     gt = frames[..., 1] > 200  # the disc
-    table, per_frame = V.smoothing_table(frames, gt, *runs, {"none": V.Smoothing(gate=0.0),
-                                                             "ema": V.Smoothing(gate=0.0, ema_alpha=0.5)},
+    table, per_frame = smoothing_table(frames, gt, *runs, {"none": Smoothing(gate=0.0),
+                                                             "ema": Smoothing(gate=0.0, ema_alpha=0.5)},
                                          progress=False)
     assert table["setting"].tolist() == ["none", "ema"]
     assert table["flicker"].between(0, 1).all() and table["dsc"].between(0, 1).all()
@@ -310,59 +340,59 @@ def test_overlay_fill_and_contour():
     frame = np.full((16, 16, 3), 100, np.uint8)
     mask = np.zeros((16, 16), bool)
     mask[4:12, 4:12] = True
-    out = V.overlay_mask(frame, mask, colour=(0, 255, 0), alpha=0.5, contour_px=1)
+    out = overlay_mask(frame, mask, colour=(0, 255, 0), alpha=0.5, contour_px=1)
     assert out[4, 4].tolist() == [0, 255, 0] and out[11, 8].tolist() == [0, 255, 0]  # contour
     assert out[8, 8].tolist() == [50, 178, 50]  # fill: half-way to the colour
     assert (out[~mask] == 100).all()  # outside untouched
-    assert (V.overlay_mask(frame, np.zeros((16, 16), bool)) == frame).all()
+    assert (overlay_mask(frame, np.zeros((16, 16), bool)) == frame).all()
 
 
 # ------------------------------------------------------------------------------------------------ ONNX
 def test_onnx_matches_torch_within_tolerance(runs):
     for run in runs:
-        c = V.compare_backends(run, n=2)
-        assert c["agree"] and c["max_abs_diff_prob"] <= V.ONNX_ATOL, c
+        c = compare_backends(run, n=2)
+        assert c["agree"] and c["max_abs_diff_prob"] <= ONNX_ATOL, c
         assert c["max_abs_diff_logits"] < 1e-3, c
-        assert V.onnx_path(run).is_file()
+        assert onnx_path(run).is_file()
 
 
 def test_onnx_export_passes_the_checker_and_opset(tmp_path):
     import onnx
 
-    path = V.export_onnx(create_model("aunet", width_mult=0.125), tmp_path / "aunet.onnx", 32)
+    path = export_onnx(create_model("aunet", width_mult=0.125), tmp_path / "aunet.onnx", 32)
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= V.ONNX_OPSET
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= ONNX_OPSET
     with pytest.raises(ValueError, match="opset"):
-        V.export_onnx(create_model("unet", width_mult=0.125), tmp_path / "u.onnx", 32, opset=11)
+        export_onnx(create_model("unet", width_mult=0.125), tmp_path / "u.onnx", 32, opset=11)
 
 
 def test_onnx_backend_annotates_like_torch(tmp_path, runs, video):
-    a = V.annotate_video(video, tmp_path / "t.mp4", *runs, backend="torch", progress=False)
-    b = V.annotate_video(video, tmp_path / "o.mp4", *runs, backend="onnx", progress=False)
-    assert b.summary["backend"] == "onnx" and b.summary["frames_out"] == N_FRAMES
-    np.testing.assert_allclose(a.frames["gate_prob"], b.frames["gate_prob"], atol=V.ONNX_ATOL)
+    a = annotate_video(video, tmp_path / "t.mp4", *runs, backend="torch", progress=False)
+    b = annotate_video(video, tmp_path / "o.mp4", *runs, backend="onnxruntime", progress=False)
+    assert b.summary["backend"] == "onnxruntime" and b.summary["frames_out"] == N_FRAMES
+    np.testing.assert_allclose(a.frames["gate_prob"], b.frames["gate_prob"], atol=ONNX_ATOL)
 
 
 def test_benchmark_backends(runs):
-    df = V.benchmark_backends([runs[1]], warmup=1, repeats=2, progress=False)
-    assert df["backend"].tolist() == ["torch", "onnx"] and (df["ms_mean"] > 0).all()
+    df = benchmark_backends([runs[1]], warmup=1, repeats=2, progress=False)
+    assert df["backend"].tolist() == ["torch", "onnxruntime"] and (df["ms_mean"] > 0).all()
 
 
 # ------------------------------------------------------------------------------------------------ phantom video
 def test_phantom_video_pairs_frames_with_ground_truth(tmp_path):
-    from endolib.phantom import generate_phantom
+    from endolib.data.phantom import generate_phantom
 
     tiny = dict(frames_per_operation=2, phantom_size=32, interval_s=1.0, video_fps=2.0)  # 4 video frames
     raw = generate_phantom("smoke", out_dir=tmp_path / "raw", progress=False, **tiny)
-    v = V.phantom_video(raw_dir=raw)
+    v = phantom_video(raw_dir=raw)
     manifest = pd.read_csv(raw / "manifest.csv")
     assert v.split == "test" and v.operation_id == sorted(manifest.query("split == 'test'").operation_id)[0]
-    assert v.frames.shape[:3] == v.masks.shape and len(v.frames) == V.count_frames(v.path) == 4
+    assert v.frames.shape[:3] == v.masks.shape and len(v.frames) == count_frames(v.path) == 4
     assert v.masks.dtype == bool
     # a different video under the same name must not be paired with this phantom's ground truth
-    V.write_video(v.path, v.frames[:, ::-1], v.fps)
+    write_video(v.path, v.frames[:, ::-1], v.fps)
     with pytest.raises(ValueError, match="does not match the phantom's re-rendering"):
-        V.phantom_video(raw_dir=raw)
+        phantom_video(raw_dir=raw)
     with pytest.raises(FileNotFoundError, match="no phantom here"):
-        V.phantom_video(raw_dir=tmp_path)
+        phantom_video(raw_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""The website builder (endolib.site) on a tiny fake study: pages, captions, provenance, and a real Sphinx build.
+"""The website builder (endolib.study.site) on a tiny fake study: pages, captions, provenance, and a real Sphinx build.
 
 The browser test of a site built from a real smoke run is tests_site/ (``make site-test``).
 """
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from endolib.config import paths
-from endolib.site import build_site, write_sources
+from endolib.study.site import build_site, write_sources
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -47,7 +47,7 @@ def study(tmp_path, monkeypatch):
     nbformat.write(nb, p.runs / "04_evaluation.ipynb")
     (p.results / "table3_classifiers.csv").write_text("model,auroc,auroc_lo,auroc_hi\nresnet18,0.91234,0.8,0.95\n")
     (p.figures / "fig5_roc.png").write_bytes(_png())
-    from endolib.provenance import sha256_file
+    from endolib.study.provenance import sha256_file
 
     record = {"job": "04_evaluation.ipynb", "notebook": "notebooks/04_evaluation.ipynb", "profile": "smoke",
               "overrides": {}, "git_commit": COMMIT, "git_dirty": False, "git_dirty_files": [],

@@ -1,0 +1,70 @@
+"""``python -m endolib strip``: stored notebooks without execution noise (timings, widget state, kernel details,
+absolute checkout paths), so that they diff cleanly and nbval compares only what matters.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+__all__ = ["strip_notebook"]
+
+
+# --------------------------------------------------------------------------------------------- stripping
+_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+#: An absolute path into a checkout: everything up to one of the repository's top-level folders.
+_CHECKOUT_PREFIX = re.compile(r"(?<![\w.~])/(?:[^\s/'\"]+/)+?(?=(?:data|runs|results|figures|endolib|notebooks|docs)/)")
+
+
+def _relative_paths(text: str) -> str:
+    """Printed paths relative to the repository, whichever checkout the notebook ran in.
+
+    Example:
+        >>> _relative_paths("/home/me/endolib-clone/results/smoke/table1.csv not made yet")
+        'results/smoke/table1.csv not made yet'
+    """
+    return _CHECKOUT_PREFIX.sub("", text)
+
+
+def strip_notebook(path: str | Path) -> bool:
+    """Remove execution noise from a stored notebook in place; keep the outputs nbval compares.
+
+    Renumbers execution counts 1, 2, ... in cell order; drops timing/papermill/widget metadata, kernel details,
+    widget-view outputs (progress bars) and the ``injected-parameters`` cell papermill adds when a notebook is
+    executed in place (its values would override the ``parameters`` cell's defaults); makes absolute paths into
+    the checkout where it ran relative in printed text (:func:`_relative_paths`). Returns True when the file
+    changed.
+    """
+    path = Path(path)
+    try:
+        nb = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a notebook (invalid JSON: {e})") from None
+    before = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
+    nb["metadata"] = {"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"}}
+    nb["cells"] = [c for c in nb.get("cells", []) if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    count = 0
+    for cell in nb["cells"]:
+        cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k == "tags"}
+        if cell.get("cell_type") != "code":
+            continue
+        # nbval treats a cell with outputs but no execution count as unrun: number the cells 1, 2, ... instead
+        count += 1
+        cell["execution_count"] = count
+        outputs = [o for o in cell.get("outputs", []) if _WIDGET_MIME not in o.get("data", {})]
+        for out in outputs:
+            if isinstance(out.get("text"), (str, list)):  # stream output: paths relative to the repository
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                out["text"] = _relative_paths(text).splitlines(keepends=True)
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = count
+            if "metadata" in out:
+                out["metadata"] = {}
+        cell["outputs"] = outputs
+    after = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
+    if after != before:
+        path.write_text(after + "\n")
+    return after != before

@@ -1,0 +1,138 @@
+"""``python -m endolib bench epoch``: seconds per training epoch of each model at a profile's size (the paper's
+training-set size for ``paper``) and the study's compute estimate (units x epochs x seconds).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import torch
+
+from endolib.config import MODELS, Profile, get_profile
+from endolib.models.factory import create_model
+from endolib.training.losses import _batch_loss, _forward
+from endolib.training.settings import training_settings
+
+__all__ = ["study_units", "bench_epoch"]
+
+
+# ------------------------------------------------------------------------------------------------ benchmark
+#: The paper's training-validation set (Table 1): frames and frames with neural tissue. ``bench epoch`` sizes an
+#: epoch with these numbers, so the estimate is for the paper's data, not the phantom.
+PAPER_TRAIN_FRAMES, PAPER_TRAIN_POSITIVE = 4661, 2307
+
+
+def study_units(profile: Profile) -> dict:
+    """Units per model and training seed, and for the whole study, of a profile: ``max(1, search_trials)`` x
+    ``folds`` search units, plus one final retraining when ``folds > 1``.
+
+    Example:
+        >>> study_units(get_profile("paper"))
+        {'per_seed': 31, 'per_model': 93, 'study': 1023}
+    """
+    per_seed = max(1, profile.search_trials) * profile.folds + (1 if profile.folds > 1 else 0)
+    return {"per_seed": per_seed, "per_model": per_seed * profile.seeds, "study": per_seed * profile.seeds * len(MODELS)}
+
+
+def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, warmup: int = 1,
+                device: str | None = None, num_threads: int | None = None) -> dict:
+    """Seconds per training epoch of ``arch`` at ``profile`` size on this machine, and the study's cost.
+
+    Times ``batches`` training steps (forward, Dice/BCE loss, backward, Adam) on random frames at the profile's
+    input size and batch size after ``warmup`` steps; an epoch has as many batches as the paper's training data
+    give one search unit (a ``(folds - 1) / folds`` share of the training frames, the frames with tissue x
+    ``expand`` for segmenters). Validation passes are not timed (a forward pass over a third as many frames).
+
+    Returns:
+        dict with ``s_per_batch``, ``batches_per_epoch``, ``s_per_epoch``, ``units`` (per model, all seeds),
+        ``max_epochs`` and ``hours_per_model`` = units x max_epochs x s_per_epoch / 3600 (an upper bound:
+        early stopping ends many units sooner).
+    """
+    from endolib.device import (
+        autocast,
+        autocast_dtype,
+        grad_scaler,
+        resolve_device,
+        set_threads,
+    )
+
+    s = training_settings(arch, profile, device=device, num_threads=num_threads)
+    p = s.profile
+    threads = set_threads(p.num_threads)
+    dev = resolve_device(p.device)
+    amp = autocast_dtype(p.amp, dev)
+    torch.manual_seed(0)
+    model = create_model(arch, **s.model_kwargs).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+    scaler = grad_scaler(dev, amp)
+    x = torch.randn(p.batch_size, 3, s.size, s.size, device=dev)
+    y = (torch.rand(p.batch_size, 1, s.size, s.size, device=dev) > 0.5).float() if s.task == "seg" else \
+        torch.randint(0, 2, (p.batch_size,), device=dev).float()
+
+    def step():
+        with autocast(dev, amp):
+            logits = _forward(model, x, s.task)
+        loss = _batch_loss(logits.float(), y, s.task, p.dice_eps)
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+    for _ in range(warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    per_batch = (time.perf_counter() - t0) / batches
+    share = (p.folds - 1) / p.folds if p.folds > 1 else 1 - p.holdout_fraction
+    frames = PAPER_TRAIN_FRAMES if s.task == "cls" else PAPER_TRAIN_POSITIVE * p.expand
+    n_batches = math.ceil(frames * share / p.batch_size)
+    units = study_units(p)["per_model"]
+    return {"model": arch, "profile": p.name, "input_size": s.size, "batch_size": p.batch_size,
+            "device": str(dev), "amp": str(amp).replace("torch.", "") if amp else "off", "threads": threads,
+            "s_per_batch": per_batch, "batches_per_epoch": n_batches, "s_per_epoch": per_batch * n_batches,
+            "units": units, "max_epochs": s.epochs,
+            "hours_per_model": units * s.epochs * per_batch * n_batches / 3600}
+
+
+def bench_epoch_main(argv: list[str] | None = None) -> int:
+    """``python -m endolib bench epoch --model unet resnet18 --profile paper``: seconds per training epoch and
+    the study's compute estimate (units x epochs x seconds per epoch) on this machine."""
+    import argparse
+
+    from endolib.config import PROFILES
+    from endolib.repro import _cpu_name
+
+    ap = argparse.ArgumentParser(prog="python -m endolib bench epoch", description=bench_epoch_main.__doc__)
+    ap.add_argument("--model", nargs="+", default=["resnet18", "unet"], choices=list(MODELS))
+    ap.add_argument("--profile", default="paper", choices=list(PROFILES))
+    ap.add_argument("--batches", type=int, default=3, help="timed training steps per model")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default=None, help="auto, cpu, cuda (default: the profile's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's or all cores)")
+    args = ap.parse_args(argv)
+    if args.batches < 1:
+        raise ValueError("--batches must be >= 1")
+    from tqdm.auto import tqdm
+
+    rows = [bench_epoch(m, args.profile, args.batches, args.warmup, args.device, args.threads)
+            for m in tqdm(args.model, desc="bench epoch", leave=False)]
+    df = pd.DataFrame(rows)
+    u = study_units(get_profile(args.profile))
+    print(f"training cost at profile {args.profile} on {_cpu_name()} ({rows[0]['device']}, {rows[0]['threads']} "
+          f"thread(s)); epochs sized for the paper's {PAPER_TRAIN_FRAMES} training frames "
+          f"({PAPER_TRAIN_POSITIVE} with tissue)")
+    print(df.round({"s_per_batch": 3, "s_per_epoch": 1, "hours_per_model": 1}).to_string(index=False))
+    print(f"units: {u['per_seed']} per model and seed, {u['per_model']} per model, {u['study']} for the study; "
+          f"hours_per_model = units x max_epochs x s_per_epoch / 3600 (upper bound: early stopping and the "
+          f"shorter final retraining end many units sooner; validation passes not included)")
+    return 0

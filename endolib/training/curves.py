@@ -1,0 +1,164 @@
+"""Learning curves: every finished training seed's ``history.csv`` of a model, one figure
+``learning_curve_<model>`` (one colour per seed), and the single-run plot with the chosen trial.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+pass
+from endolib.training.settings import FINAL_FOLD, RUN_FILES, TrainSettings
+
+__all__ = ["plot_learning_curve", "plot_run_learning_curve", "save_learning_curves", "load_learning_curves",
+           "plot_seed_learning_curves"]
+
+
+def save_learning_curves(settings: TrainSettings, seeds=None) -> Path | None:
+    """Draw and save ``learning_curve_<arch>`` with every finished training seed of the model (None if none)."""
+    import matplotlib.pyplot as plt
+
+    from endolib.plotting import save_figure
+
+    runs = load_learning_curves(settings.model_dir, _finished_seeds(settings, seeds))
+    if not runs:
+        return None
+    fig = plot_seed_learning_curves(runs)
+    png = save_figure(fig, f"learning_curve_{settings.arch}", settings.figures_dir)
+    plt.close(fig)
+    return png
+
+
+def load_learning_curves(model_dir: str | Path, seeds=None) -> dict:
+    """``{training seed: (history, config)}`` of the finished runs ``model_dir/seed<s>/`` (all when ``seeds`` is
+    None), in seed order."""
+    model_dir = Path(model_dir)
+    if seeds is None:
+        seeds = sorted(int(d.name[4:]) for d in model_dir.glob("seed*") if d.name[4:].isdigit())
+    out = {}
+    for sd in seeds:
+        run = model_dir / f"seed{int(sd)}"
+        if (run / RUN_FILES["config"]).is_file() and (run / RUN_FILES["history"]).is_file():
+            out[int(sd)] = (pd.read_csv(run / RUN_FILES["history"]), json.loads((run / RUN_FILES["config"]).read_text()))
+    return out
+
+
+def plot_seed_learning_curves(runs: dict):
+    """Learning curves of every training seed of one model: per seed (one colour each) the chosen trial's
+    training loss (solid), validation loss (dotted) and validation metric, drawn faint; the final retraining
+    dashed; each seed's final-model epoch marked when it was selected on the hold-out.
+
+    Args:
+        runs: ``{training seed: (history DataFrame, config dict)}`` (:func:`load_learning_curves`).
+
+    Example:
+        >>> h = pd.DataFrame({"trial": 0, "fold": 0, "epoch": [1, 2], "train_loss": [0.6, 0.5],
+        ...                   "val_loss": [0.55, 0.5], "val_metric": [0.6, 0.7], "lr": 1e-3, "seconds": 1.0})
+        >>> cfg = {"arch": "unet", "task": "seg", "trials": [{"trial": 0, "chosen": True}],
+        ...        "final_model": {"method": "holdout_best", "epochs": 2}}
+        >>> len(plot_seed_learning_curves({42: (h, cfg), 43: (h, cfg)}).axes)
+        2
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from endolib.plotting import PALETTE, paper_style
+
+    paper_style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    arch = task = None
+    alpha = 0.9 if len(runs) == 1 else 0.55
+    for i, (sd, (history, config)) in enumerate(runs.items()):
+        arch, task = config["arch"], config["task"]
+        c = PALETTE[i % len(PALETTE)]
+        chosen = next(t for t in config["trials"] if t["chosen"])
+        h = history[history["trial"] == int(chosen["trial"])]
+        for j, (fold, g) in enumerate(h.groupby("fold", sort=True)):
+            label = f"seed {sd}" if j == 0 else None
+            final = fold == FINAL_FOLD
+            ax1.plot(g["epoch"], g["train_loss"], color=c, alpha=alpha, lw=1, ls="--" if final else "-",
+                     label=(label + " train") if label else None)
+            if g["val_loss"].notna().any():
+                ax1.plot(g["epoch"], g["val_loss"], color=c, alpha=alpha, lw=1, ls=":", marker="o", ms=2,
+                         label=(label + " val") if label else None)
+                ax2.plot(g["epoch"], g["val_metric"], color=c, alpha=alpha, lw=1, marker="o", ms=2, label=label)
+        fm = config["final_model"]
+        if fm["method"] == "holdout_best":
+            for ax in (ax1, ax2):
+                ax.axvline(int(fm["epochs"]), color=c, lw=0.7, ls="--", alpha=alpha)
+    n = len(runs)
+    ax1.set(xlabel="epoch", ylabel="BCE loss" if task == "cls" else "Dice loss",
+            title=f"{arch}: loss ({n} seed{'s' if n != 1 else ''})")
+    ax2.set(xlabel="epoch", ylabel="validation AUROC" if task == "cls" else "validation DSC",
+            title=f"{arch}: validation metric")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_run_learning_curve(history: pd.DataFrame, config: dict):
+    """:func:`plot_learning_curve` of a run from its ``history.csv`` and ``config.json``: the chosen trial, and
+    the final model's epoch marked when it was selected on the hold-out."""
+    chosen = next(t for t in config["trials"] if t["chosen"])
+    final = config["final_model"]
+    return plot_learning_curve(history, config["arch"], config["task"], chosen_trial=int(chosen["trial"]),
+                               best_epoch=int(final["epochs"]) if final["method"] == "holdout_best" else None)
+
+def plot_learning_curve(history: pd.DataFrame, arch: str, task: str, chosen_trial: int | None = None,
+                        best_epoch: int | None = None):
+    """Training and validation loss (left) and the validation metric (right) per epoch of the chosen trial,
+    one colour per fold (the final retraining dashed).
+
+    Args:
+        history: ``history.csv`` as a DataFrame.
+        arch: model name (title).
+        task: ``"cls"`` or ``"seg"`` (metric label).
+        chosen_trial: trial to show (default: trial 0).
+        best_epoch: epoch of the final model, marked by a dashed line (None: no mark).
+
+    Example:
+        >>> h = pd.DataFrame({"trial": 0, "fold": 0, "epoch": [1, 2], "train_loss": [0.6, 0.5],
+        ...                   "val_loss": [0.55, 0.5], "val_metric": [0.6, 0.7], "lr": 1e-3, "seconds": 1.0})
+        >>> len(plot_learning_curve(h, "unet", "seg", best_epoch=2).axes)
+        2
+    """
+    import matplotlib.pyplot as plt
+
+    from endolib.plotting import PALETTE, paper_style
+
+    paper_style()
+
+    h = history[history["trial"] == (0 if chosen_trial is None else chosen_trial)]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    for i, (fold, g) in enumerate(h.groupby("fold", sort=True)):
+        c = PALETTE[i % len(PALETTE)]
+        name = "final (all training data)" if fold == FINAL_FOLD else f"fold {fold}"
+        ax1.plot(g["epoch"], g["train_loss"], color=c, ls="--" if fold == FINAL_FOLD else "-",
+                 label=f"{name} train")
+        if g["val_loss"].notna().any():
+            ax1.plot(g["epoch"], g["val_loss"], color=c, ls=":", marker="o", ms=3, label=f"{name} val")
+            ax2.plot(g["epoch"], g["val_metric"], color=c, marker="o", ms=3, label=name)
+    ax1.set(xlabel="epoch", ylabel="BCE loss" if task == "cls" else "Dice loss", title=f"{arch}: loss")
+    ax2.set(xlabel="epoch", ylabel="validation AUROC" if task == "cls" else "validation DSC",
+            title=f"{arch}: validation metric")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.5", lw=0.8, ls="--", label=f"final model (epoch {best_epoch})")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _finished_seeds(settings: TrainSettings, seeds=None) -> list[int]:
+    seeds = settings.profile.training_seeds if seeds is None else seeds
+    return [int(x) for x in seeds if (settings.for_seed(x).run_dir / RUN_FILES["config"]).is_file()]

@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Reruns only the notebooks whose inputs changed (endolib.study.incremental; FORCE=1 reruns all). After a quick run the
-# model card and the data card's Table 1 are regenerated from the new tables (endolib.study.cards).
+# model card and the data card's Table 1 are regenerated from the new tables (endolib.study.cards) and the executed
+# notebooks are published to study/ (stripped, endolib.study.strip).
 paper: setup
 	$(PY) -m endolib run --profile $(PROFILE) --scheduler $(SCHEDULER) $(if $(FORCE),--force,)
-	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib cards; fi
+	@if [ "$(PROFILE)" = quick ]; then $(PY) -m endolib cards && $(PY) -m endolib publish --profile quick; fi
 
 # Unit tests, then every notebook under nbval; then the notebook tests and the trained-number checks again with the
 # floating-point numerics perturbed (endolib.repro.PERTURBED_NUMERICS), so a test that would fail on another CPU

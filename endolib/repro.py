@@ -1,10 +1,12 @@
-"""Reproducibility: seeding, the environment record, small JSON/CSV writers used by every run, and the
-numerics benchmark that measures how far training results move when the floating-point numerics change.
+"""Reproducibility (ground floor): seeding, the environment record, small JSON/CSV writers used by every run, and
+the package's own source files (:func:`package_modules`, :func:`module_imports`, :func:`source_closure`) for the
+code fingerprints and the architecture test.
 
 Same seed, same machine: identical numbers. Another CPU (AMD EPYC vs Intel Xeon with AMX) runs other kernels
 (vector width, blocking, bf16 units), so the same training rounds differently and its results move in the 2nd-3rd
 decimal. :data:`PERTURBED_NUMERICS` stands in for that move on any x86-64 machine; ``python -m endolib bench
-numerics`` measures how far each number moves under it and under the other variants in :data:`NUMERICS_VARIANTS`.
+numerics`` (:mod:`endolib.training.numerics`) measures how far each number moves under it and under the other
+variants.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["seed_everything", "environment", "save_json", "load_json", "write_table", "PERTURBED_NUMERICS",
-           "NUMERICS_ENV"]
+           "NUMERICS_ENV", "package_modules", "module_imports", "source_closure"]
 
 
 #: Environment variables that change floating-point numerics; recorded by :func:`environment`.

@@ -156,3 +156,31 @@ def test_cli_names_the_pip_command_when_dask_is_missing(monkeypatch, capsys):
     # --only 02 needs no notebook 01 run first: the Dask connection is the first step
     assert main(["run", "--profile", "smoke", "--only", "02", "--arch", "resnet18", "--scheduler", "local:1"]) == 2
     assert 'pip install "endolib[dask]"' in capsys.readouterr().err
+
+
+def test_publish_keeps_the_run_parameters_and_drops_stale_notebooks(tmp_path, monkeypatch):
+    import nbformat
+
+    from endolib.study.strip import publish_notebooks
+
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    runs = tmp_path / "runs" / "quick"
+    runs.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"duration": 3.0}
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('profile = "quick"\n', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])]
+    nbformat.write(nb, runs / "04_evaluation.ipynb")
+    dest = tmp_path / "study"
+    dest.mkdir()
+    (dest / "03_segmentation_training__gone.ipynb").write_text("{}")
+    published = publish_notebooks("quick", dest)
+    assert [f.name for f in published] == ["04_evaluation.ipynb"]
+    assert sorted(f.name for f in dest.iterdir()) == ["04_evaluation.ipynb"]
+    out = nbformat.read(dest / "04_evaluation.ipynb", as_version=4)
+    assert "papermill" not in out.metadata
+    assert [c.source for c in out.cells][1] == 'profile = "quick"\n'  # the reader sees what the run used
+    assert out.cells[2].outputs[0]["text"] == "1\n"
+    with pytest.raises(FileNotFoundError, match="no executed notebooks"):
+        publish_notebooks("smoke", dest)

@@ -112,3 +112,19 @@ def test_no_executed_notebooks_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m endolib run --profile smoke"):
         write_sources("smoke")
+
+
+def test_paper_claims_page_leads_with_claim_verdict_estimate_and_evidence():
+    """The page answers first what its reader asks first; the rule and the counts follow (no scrolling for them)."""
+    import pandas as pd
+
+    from endolib.config import repo_root
+    from endolib.study.site import display_table
+
+    claims = pd.read_csv(repo_root() / "results" / "quick" / "paper_claims.csv")
+    shown = display_table("paper_claims.csv", claims)
+    assert list(shown.columns[:4]) == ["claim", "verdict", "our estimate [95% CI]", "paper_evidence"]
+    assert list(shown.columns).index("rule") > 3 and len(shown) == len(claims)
+    row = claims.dropna(subset=["our_ci_lo"]).iloc[0]
+    cell = shown.loc[row.name, "our estimate [95% CI]"]
+    assert cell == f"{row.our_estimate:.3g} [{row.our_ci_lo:.3g}, {row.our_ci_hi:.3g}]"

@@ -1,7 +1,7 @@
 """Data import: phantom, LabelMe, image/mask folders or surgical videos -> one canonical prepared dataset.
 
 Every later notebook reads the prepared dataset of ``docs/layout.md`` (``index.csv``, ``images/``, ``masks/``,
-``report.csv``, ``prepare.json``) through :func:`load_index`, :func:`load_image` and :func:`load_mask`.
+``report.csv``, ``prepare.json``) through :func:`load_index`, :func:`endolib.data.dataset.load_image` and :func:`endolib.data.dataset.load_mask`.
 :func:`prepare_dataset` writes it from any of four sources:
 
 * ``phantom``: generate the synthetic cohort (:mod:`endolib.data.phantom`) and import its LabelMe folder -- the same

@@ -202,7 +202,7 @@ def plot_video_frames(frames: np.ndarray, annotated: np.ndarray, gt_masks: np.nd
         frames: input RGB ``(T, H, W, 3)``.
         annotated: output RGB ``(T, H, W, 3)`` (e.g. :func:`read_video` of the annotated file).
         gt_masks: ground truth ``(T, H, W)`` (contour drawn in white), optional.
-        per_frame: :attr:`VideoReport.frames` or an :func:`evaluate_video` table (titles show gate probability
+        per_frame: :attr:`VideoReport.frames` or an :func:`endolib.deploy.video.evaluate_video` table (titles show gate probability
             and, if present, DSC).
         indices: frames to show (default :func:`frame_indices`).
         fps: frame rate for the time in the titles.
@@ -245,7 +245,7 @@ def plot_video_timeline(per_frame: dict[str, pd.DataFrame], fps: float, settings
     frames whose ground truth shows tissue are shaded.
 
     Args:
-        per_frame: setting name -> :func:`evaluate_video` table (all of the same video).
+        per_frame: setting name -> :func:`endolib.deploy.video.evaluate_video` table (all of the same video).
         fps: frame rate (x axis in seconds).
         settings: the :class:`Smoothing` of each name (draws the gate threshold / hysteresis band).
 

@@ -35,6 +35,7 @@ from endolib.evaluation.bootstrap import (
     resample_weights,
     seed_rng,
 )
+from endolib.models.factory import paper_input_size
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
            "deployable_run", "student_run", "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds",
@@ -317,7 +318,7 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     Speed: paper-size models (``sizes`` = (classifier, segmenter) input sides, default the paper's 224 / 256;
     widths relative to the paper model, seeded random weights: speed does not depend on the weights) run through
     :class:`RealtimeRunner` with the gate forced open (every frame with tissue: the worst case) on a simulated
-    live camera at :data:`LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
+    live camera at :data:`endolib.deploy.realtime.LIVE_FPS` (latest-frame policy: ``fps`` is at most 30, latency is capture to mask)
     until ``n_frames`` frames were segmented, every variant in the same run, ``n_passes`` times over all variants
     (default :data:`BENCH_PASSES`; :func:`combine_passes`: median FPS and latency, ``fps_min``/``fps_max`` over
     the passes); ``speedup_vs_eager`` is over the fp32 eager paper-width pipeline. Accuracy: for every training seed
@@ -332,35 +333,73 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     ``classifier_width`` scales the gate for speed (1.0 = paper; tests use less); ``routes`` restricts the
     (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it).
     """
-    from endolib.data.dataset import load_index
-    from endolib.models.factory import create_model, paper_input_size
-    from endolib.training.frames import load_frames
-    from endolib.training.load import load_run
-
     p = get_profile(profile)
     data_dir = Path(data_dir) if data_dir is not None else paths(p).phantom
     require(data_dir / "index.csv", "the prepared dataset", f"python -m endolib run --profile {p.name} --only 01")
     features = cpu_features()
     plan = precision_plan(features, say=say)
     variants = _variants(plan, widths, precisions, routes)
-    cls_size, seg_size = sizes or (paper_input_size(classifier), paper_input_size(segmenter))
+    sizes = sizes or (paper_input_size(classifier), paper_input_size(segmenter))
+    calib = _Calibration(p, data_dir)
+    n_frames = n_frames or BENCH_FRAMES.get(p.name, 40)
+    speed = time_variants(p, variants, classifier, segmenter, sizes, calib, n_frames, classifier_width, n_passes,
+                          progress, say)
+    try:
+        seed_runs = deployable_seeds((classifier, segmenter), p)
+    except FileNotFoundError as e:
+        seed_runs = {}
+        if say is not None:
+            say(f"accuracy not measured (NaN) for every variant: {e}")
+    if train_students:
+        ensure_students(p, seed_runs, widths, segmenter, data_dir, progress, say)
+    acc = variant_accuracy(p, variants, seed_runs, segmenter, data_dir, calib, progress)
+    table, by_seed = _realtime_tables(variants, speed, acc, classifier, segmenter, features, plan, p)
+    if say is not None and acc["refs"]:
+        missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
+        if missing:
+            say(f"accuracy not measured (NaN) for width(s) {missing}: no distilled student run for every training "
+                f"seed {sorted(acc['refs'])} (runs/{p.name}/{segmenter}_w<width>/seed<k>/); their speed is measured")
+    if save:
+        _save_realtime(paths(p).results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
+    return table
+
+
+class _Calibration(dict):
+    """int8 calibration frames per input size, loaded on first use (:func:`endolib.deploy.precision._calibration`)."""
+
+    def __init__(self, p: Profile, data_dir: Path):
+        super().__init__()
+        self.p, self.data_dir = p, data_dir
+
+    def __missing__(self, size: int) -> np.ndarray:
+        self[size] = _calibration(self.p, self.data_dir, size)
+        return self[size]
+
+    def frames(self, precision: str, size: int) -> np.ndarray | None:
+        return self[size] if precision == "int8" else None
+
+
+def time_variants(p: Profile, variants, classifier: str, segmenter: str, sizes: tuple[int, int], calib: _Calibration,
+                  n_frames: int | None = None, classifier_width: float = 1.0, n_passes: int | None = None,
+                  progress: bool = True, say: Callable[[str], None] | None = print) -> dict:
+    """Speed of every variant at paper size (seeded random weights: speed does not depend on them), on a simulated
+    live camera at :data:`endolib.deploy.realtime.LIVE_FPS` with the gate forced open, every variant once per pass, ``n_passes`` passes
+    (:func:`combine_passes`). Returns ``{(width, precision, backend): summary}``."""
+    from endolib.models.factory import create_model
+
+    cls_size, seg_size = sizes
     n_frames = n_frames or BENCH_FRAMES.get(p.name, 40)
     rng = np.random.default_rng(p.seed)
     stream = rng.integers(0, 256, size=(n_frames + p.bench_warmup, seg_size, seg_size, 3), dtype=np.uint8)
-    # ---- speed, paper size
-    calib, runners, gates = {}, {}, {}
+    runners, gates = {}, {}
     for w, prec, be in variants:  # build every variant first, then time them interleaved
-        if prec == "int8":
-            for s in (cls_size, seg_size):
-                if s not in calib:
-                    calib[s] = _calibration(p, data_dir, s)
         if (prec, be) not in gates:  # the same paper-size gate for every width
             torch.manual_seed(p.seed)
-            gates[(prec, be)] = make_stage(create_model(classifier, width_mult=classifier_width), cls_size,
-                                                   "cls", prec, be, calib.get(cls_size), arch=classifier)
+            gates[(prec, be)] = make_stage(create_model(classifier, width_mult=classifier_width), cls_size, "cls",
+                                           prec, be, calib.frames(prec, cls_size), arch=classifier)
         torch.manual_seed(p.seed)
         seg_stage = make_stage(create_model(segmenter, width_mult=w), seg_size, "seg", prec, be,
-                                       calib.get(seg_size), arch=segmenter)
+                               calib.frames(prec, seg_size), arch=segmenter)
         runners[(w, prec, be)] = RealtimeRunner(gates[(prec, be)], seg_stage, force_open=True)
     passes = n_passes or BENCH_PASSES.get(p.name, 1)
     timed = {v: [] for v in variants}
@@ -380,91 +419,111 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
             say(f"  width {w:g} {prec}/{be}: {s['fps']:.1f} FPS (passes {s['fps_min']:.1f}-{s['fps_max']:.1f}), "
                 f"latency p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms (gate "
                 f"{s['classifier_ms_p50']:.1f} ms, segmenter {s['segmenter_ms_p50']:.1f} ms per frame)")
-    eager = speed.get((1.0, "fp32", "torch"))
-    # ---- accuracy, the profile's trained models of every training seed (NaN, said, when they are not trained)
-    refs, accs, used = {}, {v: {} for v in variants}, {}
-    try:
-        seed_runs = deployable_seeds((classifier, segmenter), p)
-    except FileNotFoundError as e:
-        seed_runs = {}
-        if say is not None:
-            say(f"accuracy not measured (NaN) for every variant: {e}")
+    return speed
+
+
+def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmenter: str, data_dir: Path,
+                    progress: bool = True, say: Callable[[str], None] | None = print) -> None:
+    """Distil the students of widths < 1 from each training seed's segmenter (loaded when finished with the same
+    settings and teacher: :func:`endolib.training.runs.train_students`)."""
+    from endolib.training.runs import train_students
+
     student_widths = [w for w in widths if w < 1.0]
+    if not student_widths:
+        return
+    for k, (_, seg_dir) in seed_runs.items():
+        if say is not None:
+            say(f"distilled students of {_shown(seg_dir)} at width(s) {student_widths} (trained unless finished)")
+        train_students(p, widths=student_widths, teacher=segmenter, training_seed=k, data_dir=data_dir,
+                       teacher_run=seg_dir, progress=progress)
+
+
+def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data_dir: Path, calib: _Calibration,
+                     progress: bool = True) -> dict:
+    """Test-set accuracy of every variant for every training seed (:func:`evaluate_variant`): the seed's classifier
+    and segmenter (or its distilled student, :func:`student_run`) converted to the variant's precision.
+
+    Returns:
+        dict with ``refs`` (seed -> the fp32 pipeline's accuracy), ``accs`` (variant -> seed -> accuracy),
+        ``used`` (seed -> run folders), ``y`` and ``groups`` (test labels and patients; None without runs).
+    """
+    from endolib.data.dataset import load_index
+    from endolib.training.frames import load_frames
+    from endolib.training.load import load_run
+
+    out = {"refs": {}, "accs": {v: {} for v in variants}, "used": {}, "y": None, "groups": None}
+    frames = None
     for k, (cls_dir, seg_dir) in seed_runs.items():
         cls_run, seg_run = load_run(cls_dir), load_run(seg_dir)
-        used[k] = [_shown(cls_run.run_dir), _shown(seg_run.run_dir)]
-        if k == next(iter(seed_runs)):  # the test frames, once (every seed's runs have the same input sizes)
+        out["used"][k] = [_shown(cls_run.run_dir), _shown(seg_run.run_dir)]
+        if frames is None:  # the test frames, once (every seed's runs have the same input sizes)
             index = load_index(data_dir)
             test = index[index["split"] == "test"].reset_index(drop=True)
-            cls_frames = load_frames(data_dir, test, cls_run.input_size, masks=False, progress=False)
-            seg_frames = load_frames(data_dir, test, seg_run.input_size, masks=True, progress=False)
-            y, groups = cls_frames.labels.astype(bool), cls_frames.patient_ids
+            frames = (load_frames(data_dir, test, cls_run.input_size, masks=False, progress=False),
+                      load_frames(data_dir, test, seg_run.input_size, masks=True, progress=False))
+            out["y"], out["groups"] = frames[0].labels.astype(bool), frames[0].patient_ids
+        cls_frames, seg_frames = frames
         if (cls_run.input_size, seg_run.input_size) != (cls_frames.images.shape[1], seg_frames.images.shape[1]):
             raise ValueError(f"{cls_run.run_dir}, {seg_run.run_dir}: input sizes differ from the first training "
                              f"seed's ({cls_frames.images.shape[1]}, {seg_frames.images.shape[1]}); retrain them")
 
         def accuracy(prec, be, seg_model):
-            for size in {cls_run.input_size, seg_run.input_size} if prec == "int8" else ():
-                if size not in calib:
-                    calib[size] = _calibration(p, data_dir, size)
-            cs = make_stage(cls_run.model, cls_run.input_size, "cls", prec, be, calib.get(cls_run.input_size))
-            ss = make_stage(seg_model, seg_run.input_size, "seg", prec, be, calib.get(seg_run.input_size))
-            return evaluate_variant(stage_probs(cs, cls_frames.images, "cls"), stage_probs(ss, seg_frames.images, "seg"),
-                                    seg_frames.masks, y, p.threshold)
+            cs = make_stage(cls_run.model, cls_run.input_size, "cls", prec, be,
+                            calib.frames(prec, cls_run.input_size))
+            ss = make_stage(seg_model, seg_run.input_size, "seg", prec, be, calib.frames(prec, seg_run.input_size))
+            return evaluate_variant(stage_probs(cs, cls_frames.images, "cls"),
+                                    stage_probs(ss, seg_frames.images, "seg"), seg_frames.masks, out["y"],
+                                    p.threshold)
 
-        refs[k] = accuracy("fp32", "torch", seg_run.model)
-        if train_students and student_widths:
-            from endolib.training.runs import train_students as _train
-
-            if say is not None:
-                say(f"distilled students of {_shown(seg_run.run_dir)} at width(s) {student_widths} (trained unless "
-                    f"finished)")
-            _train(p, widths=student_widths, teacher=segmenter, training_seed=k, data_dir=data_dir,
-                   teacher_run=seg_run.run_dir, progress=progress)
+        out["refs"][k] = ref = accuracy("fp32", "torch", seg_run.model)
         for (w, prec, be) in tqdm(variants, desc=f"accuracy, seed {k}", disable=not progress):
             if w == 1.0:
-                accs[(w, prec, be)][k] = refs[k] if (prec, be) == ("fp32", "torch") else \
+                out["accs"][(w, prec, be)][k] = ref if (prec, be) == ("fp32", "torch") else \
                     accuracy(prec, be, seg_run.model)
             elif (student := student_run(w, segmenter, p, seed=k)) is not None:
-                accs[(w, prec, be)][k] = accuracy(prec, be, load_run(student).model)
+                out["accs"][(w, prec, be)][k] = accuracy(prec, be, load_run(student).model)
+    return out
+
+
+def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmenter: str, features: dict, plan: dict,
+                     p: Profile) -> tuple[pd.DataFrame, list[dict]]:
+    """``realtime.csv`` (one row per variant) and the rows of ``realtime_by_seed.csv``."""
+    refs, eager = acc["refs"], speed.get((1.0, "fp32", "torch"))
     rows, by_seed = [], []
     for (w, prec, be) in variants:
-        s, acc = speed[(w, prec, be)], accs[(w, prec, be)]
+        s, per_seed = speed[(w, prec, be)], acc["accs"][(w, prec, be)]
         by_seed += [{"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec, "backend": be,
                      "seed": k, "dsc": a["dsc"], "dsc_drop": refs[k]["dsc"] - a["dsc"],
-                     "dsc_segmenter": a["dsc_segmenter"], "gate_auroc": a["gate_auroc"]} for k, a in acc.items()]
+                     "dsc_segmenter": a["dsc_segmenter"], "gate_auroc": a["gate_auroc"]} for k, a in per_seed.items()]
         drop = (np.nan,) * 4
-        if acc and set(acc) == set(refs):
-            drop = dsc_drop_ci(refs, acc, y, groups, p.n_boot, p.seed, name=f"realtime/{w:g}/{prec}/{be}")
-        elif acc:  # a student missing for some seeds: not comparable with the others, said below
-            acc = {}
-        mean = (lambda m: float(np.mean([a[m] for a in acc.values()]))) if acc else (lambda m: np.nan)
+        if per_seed and set(per_seed) == set(refs):
+            drop = dsc_drop_ci(refs, per_seed, acc["y"], acc["groups"], p.n_boot, p.seed,
+                               name=f"realtime/{w:g}/{prec}/{be}")
+        elif per_seed:  # a student missing for some seeds: not comparable with the others, said by the caller
+            per_seed = {}
+        mean = (lambda m: float(np.mean([a[m] for a in per_seed.values()]))) if per_seed else (lambda m: np.nan)
         rows.append({"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec,
                      "backend": be, "dsc": mean("dsc"), "dsc_drop": drop[0], "dsc_drop_lo": drop[1],
                      "dsc_drop_hi": drop[2], "gate_auroc": mean("gate_auroc"), "fps": s["fps"],
                      "latency_p50_ms": s["latency_p50_ms"], "latency_p95_ms": s["latency_p95_ms"],
                      "speedup_vs_eager": s["fps"] / eager["fps"] if eager else np.nan,
-                     "machine": machine_label(features, plan, prec), "n_seeds": len(acc),
+                     "machine": machine_label(features, plan, prec), "n_seeds": len(per_seed),
                      "dsc_drop_seed_sd": drop[3], "fps_min": s["fps_min"], "fps_max": s["fps_max"]})
-    table = pd.DataFrame(rows, columns=list(REALTIME_COLUMNS))
-    if say is not None and refs:
-        missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
-        if missing:
-            say(f"accuracy not measured (NaN) for width(s) {missing}: no distilled student run for every training "
-                f"seed {sorted(refs)} (runs/{p.name}/{segmenter}_w<width>/seed<k>/); their speed is measured")
-    if save:
-        from endolib.repro import save_json, write_table
+    return pd.DataFrame(rows, columns=list(REALTIME_COLUMNS)), by_seed
 
-        out = paths(p).results
-        write_table(table, out / REALTIME_FILE)
-        write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS), out / REALTIME_SEED_FILE)
-        save_json({"features": features, "plan": plan, "sizes": [cls_size, seg_size], "n_frames": n_frames,
-                   "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},
-                   "reference": {str(k): {m: v for m, v in r.items() if m not in ("stats", "passed")}
-                                 for k, r in refs.items()},
-                   "runs": {str(k): {"classifier": c, "segmenter": g} for k, (c, g) in used.items()}},
-                  out / "realtime_environment.json")
-    return table
+
+def _save_realtime(out: Path, table: pd.DataFrame, by_seed: list[dict], features: dict, plan: dict, sizes,
+                   n_frames: int, speed: dict, acc: dict) -> None:
+    from endolib.repro import save_json, write_table
+
+    write_table(table, out / REALTIME_FILE)
+    write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS), out / REALTIME_SEED_FILE)
+    save_json({"features": features, "plan": plan, "sizes": list(sizes), "n_frames": n_frames,
+               "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},
+               "reference": {str(k): {m: v for m, v in r.items() if m not in ("stats", "passed")}
+                             for k, r in acc["refs"].items()},
+               "runs": {str(k): {"classifier": c, "segmenter": g} for k, (c, g) in acc["used"].items()}},
+              out / "realtime_environment.json")
 
 
 def read_realtime(path: str | Path) -> pd.DataFrame:

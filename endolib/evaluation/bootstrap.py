@@ -17,7 +17,7 @@ resampled with replacement): the two-level bootstrap of ``docs/statistics.md``. 
 bootstrap above, number for number.
 
 Layering: this module builds on :mod:`endolib.evaluation.metrics` (definitions, never the reverse) and is the entry point of
-``python -m endolib bench stats`` (:func:`bench_main`).
+``python -m endolib bench stats`` (:func:`endolib.evaluation.bench.bench_main`).
 
 Example:
     >>> import numpy as np

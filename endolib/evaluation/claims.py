@@ -354,7 +354,7 @@ def _live_row(res, row: dict, thr: float) -> dict:
             "notes": f"sustained FPS on a paced {thr:g} FPS source{machine}; fastest variant shown to keep its DSC "
                      f"drop <= {DEPLOY_MAX_DSC_DROP:g} (95% CI over >= {MIN_SEEDS} training seeds): "
                      + (f"{fps:.1f} FPS ({desc})" if fps == fps else "none")
-                     + f"; fastest variant not shown to lose more: "
+                     + "; fastest variant not shown to lose more: "
                      + (f"{fps_possible:.1f} FPS ({desc_possible})" if fps_possible == fps_possible else "none")
                      + f"; fastest of all {len(t)} variants: {fps_all.max():.1f} FPS"}
 

@@ -153,10 +153,10 @@ def pairwise_tests(boot: BootstrapResult, metrics, task: str, classifiers: dict 
     each (metric, test, seed) family. Holm's correction is applied within each family.
 
     Args:
-        boot: a :func:`bootstrap` or :func:`seed_bootstrap` result over all models of one task.
+        boot: a :func:`endolib.evaluation.bootstrap.bootstrap` or :func:`endolib.evaluation.bootstrap.seed_bootstrap` result over all models of one task.
         metrics: metric names to compare.
         task: ``"cls"`` or ``"seg"`` (written in the ``task`` column).
-        classifiers: model -> :class:`ClassifierStats` (or model -> seed -> ClassifierStats); when given,
+        classifiers: model -> :class:`endolib.evaluation.bootstrap.ClassifierStats` (or model -> seed -> ClassifierStats); when given,
             DeLong's test is added for ``auroc``.
 
     Returns:

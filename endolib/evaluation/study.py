@@ -6,7 +6,7 @@ Reads ``runs/<profile>/<model>/seed<s>/predictions.npz`` for every training seed
 the two-level bootstrap (training seeds x test frames, frames shared by every model: ``docs/statistics.md``).
 A model's number is the mean over its seeds; ``<metric>_seed_sd`` is the across-seed SD.
 
-Definitions (see :func:`metric_definitions`):
+Definitions (see :func:`endolib.evaluation.tables.metric_definitions`):
 
 * Table 3 (classifiers) is on **all** test frames; a frame is called positive iff ``p >= threshold``
   (0.5, or per classifier Youden's threshold *chosen on the test set itself*, which is optimistic).
@@ -58,7 +58,7 @@ from endolib.evaluation.predictions import (
 )
 from endolib.evaluation.tables import paper_comparison
 
-__all__ = ["SEED_FIGURE_METRICS", "Evaluation"]
+__all__ = ["Evaluation", "CLUSTER_METRICS"]
 
 
 #: metrics whose CI widths are compared between frame and patient resampling

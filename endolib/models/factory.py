@@ -2,7 +2,7 @@
 
 Classifiers (``resnet18``, ``resnet34``, ``mobilenetv3_large``) are timm networks with one output logit.
 Every model takes the same ``width_mult`` (1.0 = the paper's widths; the quick profile trains narrower ones).
-Segmenters are the six U-Net variants of Table 2 (built from :class:`ConvBlock` and :class:`MergeBlock`, one
+Segmenters are the six U-Net variants of Table 2 (built from :class:`endolib.models.blocks.ConvBlock` and :class:`endolib.models.blocks.MergeBlock`, one
 :class:`UNet` class configured by :data:`UNET_VARIANTS`) and SegFormer-B0/B1 (transformers, built from a
 config, never downloaded). Every model takes ImageNet-normalised float tensors ``(N, 3, S, S)`` and returns
 logits: ``(N, 1)`` for classifiers, ``(N, 1, S, S)`` for segmenters (apply the sigmoid in the loss or after).

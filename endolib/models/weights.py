@@ -68,7 +68,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> dic
     """Load local weights (safetensors or torch file, or a folder holding one) into ``model``. Never downloads.
 
     Args:
-        model: the network built by :func:`create_model`.
+        model: the network built by :func:`endolib.models.factory.create_model`.
         path: a ``.safetensors``/``.pt``/``.pth``/``.bin`` file or a folder with ``model.safetensors`` etc.
         strict: raise on any missing, unexpected or shape-mismatched key (True); else load what matches and
             warn with the lists (e.g. ImageNet weights into a one-logit classifier).

@@ -16,9 +16,16 @@ def cards(argv: list[str]) -> int:
     return cards_main(argv)
 
 
+def publish(argv: list[str]) -> int:
+    from endolib.study.strip import publish_main
+
+    return publish_main(argv)
+
+
 #: (words) -> (help, entry): every entry parses its own arguments, ``--help`` included.
 COMMANDS = {
     ("site",): ("build the study's website from the executed notebooks (endolib.study.site)", site),
     ("cards",): ("rewrite docs/model_card.md and the data card's Table 1 from results/PROFILE/ (endolib.study.cards)",
                  cards),
+    ("publish",): ("copy the executed notebooks of runs/PROFILE/ to study/, stripped (endolib.study.strip)", publish),
 }

@@ -32,7 +32,7 @@ import pandas as pd
 from endolib.config import PROFILES, paths, repo_root
 from endolib.study.provenance import git_state, load_provenance, sha256_file
 
-__all__ = ["build_site", "write_sources", "table_title", "TABLES", "site_main"]
+__all__ = ["build_site", "write_sources", "table_title", "display_table", "TABLES", "LEAD_COLUMNS", "site_main"]
 
 
 #: Tables with a page of their own, in this order, and their titles; every other CSV of the profile follows.
@@ -148,11 +148,49 @@ def _prepare_notebook(src: Path, dst: Path, rec: dict | None, commit: str | None
     return title
 
 
-def _display_csv(src: Path, dst: Path) -> int:
-    df = pd.read_csv(src, keep_default_na=False)
+#: Columns a table's page shows first, in this order (what its reader asks first); the others follow as they are.
+LEAD_COLUMNS = {"paper_claims.csv": ("claim", "verdict", "our estimate [95% CI]", "paper_evidence")}
+
+
+def _with_ci(df: pd.DataFrame, value: str, lo: str, hi: str, name: str) -> pd.DataFrame:
+    """One ``value [lo, hi]`` column in place of three (empty where the value is missing)."""
+    def cell(r):
+        if pd.isna(r[value]):
+            return ""
+        ci = "" if pd.isna(r[lo]) or pd.isna(r[hi]) else f" [{r[lo]:.3g}, {r[hi]:.3g}]"
+        return f"{r[value]:.3g}{ci}"
+    out = df.drop(columns=[value, lo, hi])
+    out.insert(0, name, df.apply(cell, axis=1))
+    return out
+
+
+def display_table(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """A results table as its site page shows it: floats to 4 significant digits, the columns of
+    :data:`LEAD_COLUMNS` first (the paper-claims page: claim, verdict, our estimate with its CI, the paper's
+    evidence; the rule and the counts after).
+
+    Args:
+        name: the CSV's file name (``paper_claims.csv``).
+        df: the table.
+
+    Example:
+        >>> t = pd.DataFrame({"rule": ["r"], "claim": ["c"], "verdict": ["reproduced"], "our_estimate": [0.51234],
+        ...                   "our_ci_lo": [0.4], "our_ci_hi": [0.6], "paper_evidence": ["p < 0.05"]})
+        >>> display_table("paper_claims.csv", t).iloc[0].tolist()
+        ['c', 'reproduced', '0.512 [0.4, 0.6]', 'p < 0.05', 'r']
+    """
+    df = df.copy()
+    if name == "paper_claims.csv" and {"our_estimate", "our_ci_lo", "our_ci_hi"} <= set(df.columns):
+        df = _with_ci(df, "our_estimate", "our_ci_lo", "our_ci_hi", "our estimate [95% CI]")
     for col in df.columns:
         if pd.api.types.is_float_dtype(df[col]):
-            df[col] = df[col].map(lambda v: f"{v:.4g}")
+            df[col] = df[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    lead = [c for c in LEAD_COLUMNS.get(name, ()) if c in df.columns]
+    return df[lead + [c for c in df.columns if c not in lead]]
+
+
+def _display_csv(src: Path, dst: Path) -> int:
+    df = display_table(src.name, pd.read_csv(src))
     df.to_csv(dst, index=False)
     return len(df)
 

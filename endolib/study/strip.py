@@ -3,9 +3,13 @@ absolute checkout paths), so that they diff cleanly and nbval compares only what
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import shutil
 from pathlib import Path
+
+from endolib.config import paths, repo_root
 
 __all__ = ["strip_notebook"]
 
@@ -29,14 +33,14 @@ def _relative_paths(text: str) -> str:
     return _CHECKOUT_PREFIX.sub("", text)
 
 
-def strip_notebook(path: str | Path) -> bool:
+def strip_notebook(path: str | Path, keep_parameters: bool = False) -> bool:
     """Remove execution noise from a stored notebook in place; keep the outputs nbval compares.
 
     Renumbers execution counts 1, 2, ... in cell order; drops timing/papermill/widget metadata, kernel details,
     widget-view outputs (progress bars) and the ``injected-parameters`` cell papermill adds when a notebook is
-    executed in place (its values would override the ``parameters`` cell's defaults); makes absolute paths into
-    the checkout where it ran relative in printed text (:func:`_relative_paths`). Returns True when the file
-    changed.
+    executed in place (its values would override the ``parameters`` cell's defaults; ``keep_parameters`` keeps it,
+    for a published run whose reader must see them); makes absolute paths into the checkout where it ran relative in
+    printed text (:func:`_relative_paths`). Returns True when the file changed.
     """
     path = Path(path)
     try:
@@ -45,7 +49,9 @@ def strip_notebook(path: str | Path) -> bool:
         raise ValueError(f"{path}: not a notebook (invalid JSON: {e})") from None
     before = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False)
     nb["metadata"] = {"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"}}
-    nb["cells"] = [c for c in nb.get("cells", []) if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    if not keep_parameters:
+        nb["cells"] = [c for c in nb.get("cells", [])
+                       if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     count = 0
     for cell in nb["cells"]:
         cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k == "tags"}
@@ -68,3 +74,53 @@ def strip_notebook(path: str | Path) -> bool:
     if after != before:
         path.write_text(after + "\n")
     return after != before
+
+
+#: Where the executed notebooks of the committed study are published (the repository's ``study/``).
+PUBLISHED_DIR = "study"
+
+
+def publish_notebooks(profile: str = "quick", dest: str | Path | None = None) -> list[Path]:
+    """Copy the executed notebooks of a study run (``runs/<profile>/*.ipynb``, written by ``make paper``) to
+    ``dest`` (default the repository's :data:`PUBLISHED_DIR`), stripped of execution noise but keeping the
+    parameters papermill injected, so that a reader browsing the repository sees the study with its real outputs.
+    Notebooks in ``dest`` without an executed counterpart are removed (a model left the study).
+
+    Args:
+        profile: whose executed notebooks.
+        dest: the folder to publish into.
+
+    Returns:
+        The published files.
+
+    Example:
+        >>> publish_notebooks("quick")  # doctest: +SKIP
+    """
+    src = paths(profile).runs
+    executed = sorted(src.glob("[0-9][0-9]_*.ipynb"))
+    if not executed:
+        raise FileNotFoundError(f"{src}: no executed notebooks; run the study first (`make paper`, "
+                                f"`python -m endolib run --profile {profile}`)")
+    out = Path(dest) if dest is not None else repo_root() / PUBLISHED_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    names = {f.name for f in executed}
+    for stale in out.glob("*.ipynb"):
+        if stale.name not in names:
+            stale.unlink()
+    published = []
+    for f in executed:
+        target = out / f.name
+        shutil.copyfile(f, target)
+        strip_notebook(target, keep_parameters=True)
+        published.append(target)
+    return published
+
+
+def publish_main(argv: list[str]) -> int:
+    """``python -m endolib publish [--profile quick]``: :func:`publish_notebooks`."""
+    ap = argparse.ArgumentParser(prog="python -m endolib publish", description=publish_notebooks.__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", help="whose executed notebooks (default quick)")
+    args = ap.parse_args(argv)
+    for f in publish_notebooks(args.profile):
+        print(f"published {f.relative_to(repo_root()) if f.is_relative_to(repo_root()) else f}")
+    return 0

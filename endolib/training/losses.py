@@ -52,7 +52,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
     """Knowledge-distillation loss of a segmentation student: ``alpha * Dice(sigmoid(s), ground truth) +
     (1 - alpha) * BCE(s, teacher probabilities)`` (soft targets; the teacher's probabilities carry its
     uncertainty at the boundaries, which a smaller student learns faster than from the hard mask alone).
-    The training loop uses it for runs with a ``teacher`` (:func:`student_settings`).
+    The training loop uses it for runs with a ``teacher`` (:func:`endolib.training.settings.student_settings`).
 
     Args:
         student_logits: ``(N, 1, H, W)`` logits.

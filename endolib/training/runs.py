@@ -275,7 +275,7 @@ def train_model(settings: TrainSettings, resume: bool = True, progress: bool = T
     by ``python -m endolib run --scheduler local:2``) are loaded, not retrained.
 
     Args:
-        settings: from :func:`training_settings` (``settings.for_seed(s)`` for another seed).
+        settings: from :func:`endolib.training.settings.training_settings` (``settings.for_seed(s)`` for another seed).
         resume: continue interrupted units from their ``resume.pt`` and reuse finished units (False: delete
             this seed's units and outputs first and train afresh).
         progress: tqdm bars for loading, epochs and batches.
@@ -317,7 +317,7 @@ def train_seeds(settings: TrainSettings, seeds=None, resume: bool = True, progre
     """Train one model with each of its training seeds (one run folder each), in one process.
 
     Args:
-        settings: from :func:`training_settings` (any seed).
+        settings: from :func:`endolib.training.settings.training_settings` (any seed).
         seeds: training seeds (default ``settings.profile.training_seeds``); an int is one seed.
         resume, progress, on_epoch_end: see :func:`train_model`.
 

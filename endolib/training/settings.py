@@ -45,7 +45,7 @@ class TrainSettings:
         epochs: maximum epochs per training (``cls_epochs`` or ``seg_epochs``).
         training_seed: this run's training seed (initialisation, batch order, augmentation).
         teacher: a finished run folder of a segmenter whose probabilities this model learns from as well
-            (knowledge distillation, :func:`distillation_loss` with ``profile.kd_alpha``); None: ground truth only.
+            (knowledge distillation, :func:`endolib.training.losses.distillation_loss` with ``profile.kd_alpha``); None: ground truth only.
     """
 
     arch: str
@@ -179,7 +179,7 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
                      teacher_run: str | Path | None = None, **overrides) -> TrainSettings:
     """Settings of a knowledge-distilled student: the teacher's architecture at ``width`` times its width,
     trained by the one training loop on the teacher's data and protocol, with the loss
-    :func:`distillation_loss` against the teacher run of the same training seed. The run folder is
+    :func:`endolib.training.losses.distillation_loss` against the teacher run of the same training seed. The run folder is
     ``runs/<profile>/<teacher>_w<width>/seed<s>/`` (:func:`student_name`).
 
     Args:

@@ -26,7 +26,7 @@ MAX_WHITE_SHARE = 0.97
 def _readme_list(after: str, until: str) -> list[str]:
     """Backticked names in the README between two markers."""
     start = README.index(after)
-    return re.findall(r"`([a-z0-9_<>]+(?:\.csv)?)`", README[start:README.index(until, start)])
+    return re.findall(r"`([a-z0-9_<>]+(?:\.csv|\.json)?)`", README[start:README.index(until, start)])
 
 
 def readme_figures() -> list[str]:
@@ -44,6 +44,17 @@ def readme_tables() -> list[str]:
 def test_readme_lists_figures_and_tables():
     assert len(readme_figures()) >= 20 and "fig7_qualitative" in readme_figures()
     assert {"table3_classifiers.csv", "table4_segmenters.csv", "table5_compute.csv"} <= set(readme_tables())
+
+
+def test_readme_list_of_result_files_is_complete():
+    """Every committed table and figure is named in the README's list (the list is the contract)."""
+    p = paths("quick")
+    tables = {f.name for f in p.results.glob("*.csv")}
+    assert tables - set(readme_tables()) == set(), "results/quick/ holds tables the README does not list"
+    listed_json = set(_readme_list("bounds as", "Figures go to"))
+    assert {f.name for f in p.results.glob("*.json")} <= listed_json, "a results/quick/*.json the README omits"
+    figures = {f.stem for f in p.figures.glob("*.png")}
+    assert figures - set(readme_figures()) == set(), "figures/ holds figures the README does not list"
 
 
 @pytest.mark.parametrize("name", readme_figures())

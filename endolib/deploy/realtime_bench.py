@@ -2,6 +2,10 @@
 the threaded runtime at paper resolution and scored on the test set for each training seed (DSC drop against
 the fp32 pipeline with the two-level bootstrap of Tables 3/4), written to ``realtime.csv`` /
 ``realtime_by_seed.csv``, with the Pareto figure ``fig_realtime_pareto``.
+
+Why this length: the benchmark's three parts (:func:`time_variants`, :func:`ensure_students`,
+:func:`variant_accuracy`) share the variant list, the calibration cache and the table layout they fill; the
+reading (:func:`read_realtime`) and the Pareto figure stay beside the columns they check.
 """
 from __future__ import annotations
 

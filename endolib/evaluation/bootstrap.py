@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals, paired model comparisons, Holm's correction and DeLong's test.
+"""Bootstrap confidence intervals over frames (or patients) and training seeds, paired across models.
 
 Fast because nothing is recomputed from pixels: each model is reduced once to per-image statistics
 (:class:`SegmenterStats`: confusion counts and 256-bin score histograms; :class:`ClassifierStats`:
@@ -16,8 +16,8 @@ Training seeds (:func:`seed_bootstrap`): every (model, seed) is scored on the sa
 resampled with replacement): the two-level bootstrap of ``docs/statistics.md``. With one seed it is the frame
 bootstrap above, number for number.
 
-Layering: this module builds on :mod:`endolib.evaluation.metrics` (definitions, never the reverse) and is the entry point of
-``python -m endolib bench stats`` (:func:`endolib.evaluation.bench.bench_main`).
+Layering: this module builds on :mod:`endolib.evaluation.metrics` (definitions, never the reverse); its speed is
+measured by ``python -m endolib bench stats`` (:mod:`endolib.evaluation.bench`).
 
 Example:
     >>> import numpy as np
@@ -25,6 +25,10 @@ Example:
     >>> boot = bootstrap({"a": ClassifierStats(y, s)}, n_boot=200, seed=0)
     >>> round(boot.estimates["a"]["auroc"], 3), boot.samples["a"]["auroc"].shape
     (0.756, (200,))
+
+Why this length: the per-frame statistics of a classifier and of a segmenter, the frame/cluster resampling and the
+two-level seed combination share their sample layout and are only correct together (pairwise tests, which read
+them, live in :mod:`endolib.evaluation.pairwise`).
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ Everything here re-renders from files other notebooks wrote, never retraining an
 
 Table 2 and its figure ``fig_table2_architectures`` are drawn by :mod:`endolib.evaluation.architecture`.
 
+Why one module of this length: Figures 1, 7 and 8 share the frame grid, the contour/fill drawing and the
+placeholder panels; split apart they would need those private helpers in a third module of their own.
+
 Bad input never stops the other panels: a requested frame id outside the test split, or a model without
 predictions, triggers a :class:`FigureInputWarning` naming the file or id and what is wrong; the frame is left
 out or the model's panels show a short placeholder, and every other panel still renders.

@@ -188,10 +188,13 @@ def write_cards(profile: str = "quick") -> list[Path]:
 
 
 def cards_main(argv: list[str]) -> int:
-    """``python -m endolib cards [PROFILE]``: rewrite the model card and the data card from ``results/PROFILE/``."""
+    """``python -m endolib cards [PROFILE]``: rewrite the model card, the data card and the rendered blocks of the
+    README and docs pages (:mod:`endolib.study.pages`) from ``results/PROFILE/``."""
     ap = argparse.ArgumentParser(prog="python -m endolib cards", description=cards_main.__doc__)
     ap.add_argument("profile", nargs="?", default="quick", help="whose results (default quick)")
     args = ap.parse_args(argv)
-    for written in write_cards(args.profile):
+    from endolib.study.pages import write_pages
+
+    for written in write_cards(args.profile) + write_pages(args.profile):
         print(f"wrote {written}")
     return 0

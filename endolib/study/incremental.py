@@ -89,7 +89,7 @@ def notebook_hash(path: str | Path) -> str:
 
 #: endolib modules no notebook imports, directly or through another module (tests/test_incremental.py checks):
 #: the website builder and the card writer; changing them must not rerun the study.
-NOT_IMPORTED = ("endolib.study.site", "endolib.study.cards")
+NOT_IMPORTED = ("endolib.study.site", "endolib.study.cards", "endolib.study.pages")
 
 
 def library_hash() -> str:

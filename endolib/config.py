@@ -51,6 +51,8 @@ class Profile:
     # --- phantom cohort (data) ---
     phantom_size: int = 512  # frame side in pixels of generated frames (paper video: 1920x1080; 512)
     frames_per_operation: int = 220  # frames sampled per operation (paper: 6410 frames / 29 ops ~ 220)
+    test_frames_per_operation: int | None = None  # frames per test operation (None: frames_per_operation; paper:
+    #   1749 test frames / 7 test operations ~ 250, so the paper profile's 220 gives 1540)
     interval_s: float = 10.0  # sampling interval in seconds of video (paper: every 10 s)
     video_fps: float = 0.2  # frame rate of the generated phantom operation videos (phantom only; 2 per 10 s interval)
     # --- input sizes (the models see these; data loaders resize) ---
@@ -71,6 +73,10 @@ class Profile:
     include_negatives: bool = False  # segmenters train on positive frames only (paper)
     max_train_frames: int | None = None  # cap on training frames (None = all)
     holdout_fraction: float = 0.2  # with folds=1: share of training patients held out for validation
+    lr_schedule: str = "plateau"  # "plateau": learning rate x lr_factor after lr_patience + 1 epochs without a
+    #   better validation loss (paper); "cosine": linear warm-up over warmup_epochs, then cosine decay to 0 at the
+    #   last epoch, stepped per batch (a fixed length: it needs no validation signal to lower the rate)
+    warmup_epochs: int = 0  # "cosine" only: epochs of linear warm-up from lr / 10 to lr
     lr_factor: float = 0.5  # reduce-LR-on-plateau factor on validation loss
     lr_patience: int = 3  # reduce-LR-on-plateau patience (epochs)
     rotation_deg: float = 20.0  # training augmentation: random rotation in [-rotation_deg, +rotation_deg]
@@ -114,6 +120,8 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: kd_alpha must be in [0, 1], got {self.kd_alpha}")
         if any(not 0.0 < float(w) <= 1.0 for w in self.student_widths):
             raise ValueError(f"profile {self.name!r}: student_widths must be in (0, 1], got {self.student_widths}")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"profile {self.name!r}: lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task"}
@@ -170,7 +178,7 @@ PROFILES: dict[str, Profile] = {
     ),
     # the whole study on 2 CPU cores in about 15 minutes; `make paper`
     "quick": Profile(
-        name="quick", seeds=3, phantom_size=160, frames_per_operation=24, video_fps=0.2,
+        name="quick", seeds=5, phantom_size=160, frames_per_operation=24, test_frames_per_operation=250, video_fps=0.2,
         cls_size=96, seg_size=64, segformer_size=64, width_mult=0.25, colour_jitter=0.15,
         cls_epochs=15, seg_epochs=10, student_epochs=40, patience=4, lr=1e-3, lr_patience=1, batch_size=16, folds=1, search_trials=0,
         expand=1,  # segmentation frames once per epoch (paper: 3-fold expansion): keeps 3 seeds within 30 min

@@ -218,7 +218,22 @@ def phantom_params(profile="smoke", seed: int | None = None, videos: bool = True
     prof = get_profile(profile, **overrides)
     return {"generator": "endolib.data.phantom", "format": PHANTOM_FORMAT, "seed": int(prof.seed if seed is None else seed),
             "size": int(prof.phantom_size), "frames_per_operation": int(prof.frames_per_operation),
+            "test_frames_per_operation": int(prof.test_frames_per_operation or prof.frames_per_operation),
             "interval_s": float(prof.interval_s), "video_fps": float(prof.video_fps), "videos": bool(videos)}
+
+
+def frames_per_operation(params: dict, split: str) -> int:
+    """Annotated frames of one operation of ``split`` (``"train"`` or ``"test"``): the test operations have their
+    own count, so the test set can have the paper's size while the training side stays small.
+
+    Example:
+        >>> p = phantom_params("quick"); frames_per_operation(p, "train"), frames_per_operation(p, "test")
+        (24, 250)
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    key = "test_frames_per_operation" if split == "test" else "frames_per_operation"
+    return int(params.get(key, params["frames_per_operation"]))
 
 
 def operation_scene(params: dict, operation_id: str, cohort: pd.DataFrame | None = None) -> Scene:
@@ -240,9 +255,9 @@ def operation_scene(params: dict, operation_id: str, cohort: pd.DataFrame | None
         raise ValueError(f"operation {operation_id!r} is not in the phantom cohort (seed {seed}); valid: {ops}")
     k = ops.index(operation_id)
     op = cohort.iloc[k]
-    n_frames = int(params["frames_per_operation"])
+    n_frames = frames_per_operation(params, str(op["split"]))
     look = _make_look(np.random.default_rng([seed, 11, int(str(op["patient_id"])[1:])]))
-    positives = _split_positives(cohort, n_frames, seed)[operation_id]
+    positives = _split_positives(cohort, params, seed)[operation_id]
     return make_scene(op.to_dict(), int(params["size"]), n_frames, float(params["interval_s"]),
                       seed=seed * 1000 + k, look=look, positives=positives)
 
@@ -348,7 +363,7 @@ def _write_operation(scene: Scene, op_id: str, out: Path, params: dict) -> dict:
     Annotated frames that fall on a video frame are rendered once and used for both."""
     size = scene.size
     fps = float(params["video_fps"])
-    duration = int(params["frames_per_operation"]) * float(params["interval_s"])
+    duration = len(scene.key_times) * float(params["interval_s"])
     op_dir = out / "labelme" / op_id
     op_dir.mkdir(parents=True, exist_ok=True)
     sampled = {}  # video frame index -> sample time, for samples on the video's time grid
@@ -391,11 +406,12 @@ def _write_operation(scene: Scene, op_id: str, out: Path, params: dict) -> dict:
     return counts
 
 
-def _split_positives(cohort: pd.DataFrame, n_frames: int, seed: int) -> dict[str, int]:
+def _split_positives(cohort: pd.DataFrame, params: dict, seed: int) -> dict[str, int]:
     """Positive frames per operation so each split matches the paper's share of frames with neural tissue."""
     rng = np.random.default_rng([seed, 23])
     out = {}
     for split, grp in cohort.groupby("split"):
+        n_frames = frames_per_operation(params, str(split))
         frac = COHORT["positive_fraction"][split]
         total = int(round(frac * n_frames * len(grp)))
         weights = rng.uniform(0.5, 1.5, len(grp))

@@ -12,8 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from endolib.data.phantom import _split_positives, make_cohort
-from endolib.data.phantom_render import _make_look, make_scene
+from endolib.data.phantom import operation_scene
 from endolib.data.video_io import read_video
 from endolib.deploy.smoothing import Smoothing
 from endolib.deploy.video import PHANTOM_MAX_DIFF, _contour
@@ -43,23 +42,6 @@ class OperationVideo:
     frames: np.ndarray = field(repr=False)
     masks: np.ndarray | None = field(repr=False)
     split: str = ""
-
-
-def _phantom_scene(params: dict, operation_id: str):
-    """Rebuild the scene of one operation exactly as :func:`endolib.data.phantom.generate_phantom` builds it."""
-
-    seed = int(params["seed"])
-    cohort = make_cohort(seed)
-    ops = cohort["operation_id"].tolist()
-    if operation_id not in ops:
-        raise ValueError(f"operation {operation_id!r} is not in the phantom cohort (seed {seed}); valid: {ops}")
-    k = ops.index(operation_id)
-    op = cohort.iloc[k]
-    pid = str(op["patient_id"])
-    look = _make_look(np.random.default_rng([seed, 11, int(pid[1:])]))
-    positives = _split_positives(cohort, int(params["frames_per_operation"]), seed)[operation_id]
-    return make_scene(op.to_dict(), int(params["size"]), int(params["frames_per_operation"]),
-                              float(params["interval_s"]), seed=seed * 1000 + k, look=look, positives=positives)
 
 
 def phantom_video(profile: str = "smoke", operation_id: str | None = None, raw_dir: str | Path | None = None,
@@ -108,7 +90,7 @@ def phantom_video(profile: str = "smoke", operation_id: str | None = None, raw_d
         raise FileNotFoundError(f"{path}: no video for operation {operation_id} (was the phantom generated with "
                                 f"videos=False?)")
     frames, fps = read_video(path)
-    scene = _phantom_scene(params, operation_id)
+    scene = operation_scene(params, operation_id)
     masks = np.zeros(frames.shape[:3], dtype=bool)
     for k in tqdm(range(len(frames)), desc=f"ground truth {operation_id}", disable=not progress):
         img, soft = render_frame(scene, k / float(params["video_fps"]))

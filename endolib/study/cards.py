@@ -105,7 +105,8 @@ def model_card(profile: str = "quick", root: str | Path | None = None) -> str:
         "## Training data",
         "",
         f"The synthetic BESS phantom (`endolib.data.phantom`, see the [data card](data_card.md)), profile `{profile}`:"
-        f" {prof.frames_per_operation} frames per operation; patients {cohort('patients')}, operations"
+        f" {prof.frames_per_operation} frames per training operation and"
+        f" {prof.test_frames_per_operation or prof.frames_per_operation} per test operation; patients {cohort('patients')}, operations"
         f" {cohort('operations')}, images {cohort('images')} (Table 1), split at the patient level as in the paper."
         " **No real patient data**: the clinical data of the"
         " paper is private. Every number below is a phantom number, not a reproduction of the paper's clinical"

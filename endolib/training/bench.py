@@ -14,7 +14,7 @@ from endolib.models.factory import create_model
 from endolib.training.losses import _batch_loss, _forward
 from endolib.training.settings import training_settings
 
-__all__ = ["study_units", "bench_epoch"]
+__all__ = ["study_units", "bench_epoch", "bench_train"]
 
 
 # ------------------------------------------------------------------------------------------------ benchmark
@@ -135,4 +135,114 @@ def bench_epoch_main(argv: list[str] | None = None) -> int:
     print(f"units: {u['per_seed']} per model and seed, {u['per_model']} per model, {u['study']} for the study; "
           f"hours_per_model = units x max_epochs x s_per_epoch / 3600 (upper bound: early stopping and the "
           f"shorter final retraining end many units sooner; validation passes not included)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ loop throughput
+def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epochs: int = 1,
+                num_threads: int | None = None, progress: bool = False) -> dict:
+    """Training throughput of ``arch`` on the prepared dataset at the profile's size: the unit's own loop
+    (augmentation, collation, forward, loss, backward, Adam) against the bare step on the same batches.
+
+    Times ``epochs`` epochs of :meth:`endolib.training.unit._UnitTrainer._train_epoch` over the profile's
+    training frames of the first hold-out fold (the frames a unit trains on) and one validation pass, then the same
+    number of steps on batches collated beforehand (forward + loss + backward + Adam only). ``loop_share`` is the
+    share of the loop's time that is not the bare step: what augmentation and collation cost.
+
+    Args:
+        arch: registry name.
+        profile: the profile (its data must be prepared: notebook 01).
+        data_dir: the prepared dataset (default: the profile's phantom).
+        epochs: timed epochs (after one warm-up batch).
+        num_threads: torch threads (default: the profile's, else all cores).
+        progress: tqdm bars.
+
+    Returns:
+        dict with ``images``, ``batches``, ``loop_img_s``, ``step_img_s``, ``loop_share``, ``val_s`` and
+        ``epoch_s`` (loop + validation).
+
+    Example:
+        >>> r = bench_train("unet", "smoke")                # doctest: +SKIP
+        >>> sorted(r)[:3]                                   # doctest: +SKIP
+        ['arch', 'batch_size', 'batches']
+    """
+    from endolib.device import resolve_device, set_threads
+    from endolib.training.augment import FrameDataset
+    from endolib.training.frames import prepare_data
+    from endolib.training.unit import _batches, _evaluate, _UnitTrainer
+
+    s = training_settings(arch, profile, data_dir=data_dir, num_threads=num_threads)
+    p = s.profile
+    threads = set_threads(p.num_threads)
+    dev = resolve_device(p.device)
+    data = prepare_data(s, progress=progress)
+    tr, va = data.splits[0]
+    train, val = data.part(tr), data.part(va)
+    hp = data.trials[0]
+    trainer = _UnitTrainer(s, 0, 0, hp, dev, None, progress, None)
+    torch.manual_seed(trainer.seed)
+    model = create_model(arch, **s.model_kwargs).to(dev)
+    trainer.teacher = None
+    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
+                      rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
+                      colour_jitter=p.colour_jitter, seed=trainer.seed)
+    batches = _batches(len(ds), hp["batch_size"], torch.Generator().manual_seed(0))
+    collated = [tuple(torch.stack(t) for t in zip(*(ds[i] for i in b))) for b in batches]
+
+    def step(x, y):
+        loss = _batch_loss(_forward(model, x, s.task).float(), y, s.task, p.dice_eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    step(*collated[0])  # warm-up
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        trainer._train_epoch(model, opt, None, ds, e + 1, [])
+    loop_s = (time.perf_counter() - t0) / epochs
+    t0 = time.perf_counter()
+    _evaluate(model, val, s.task, p, dev)
+    val_s = time.perf_counter() - t0
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for x, y in collated:
+            step(x, y)
+    step_s = (time.perf_counter() - t0) / epochs
+    n = len(ds)
+    return {"arch": arch, "profile": p.name, "input_size": s.size, "batch_size": hp["batch_size"], "threads": threads,
+            "images": n, "batches": len(batches), "loop_img_s": n / loop_s, "step_img_s": n / step_s,
+            "loop_share": max(0.0, 1.0 - step_s / loop_s), "val_frames": len(val), "val_s": val_s,
+            "epoch_s": loop_s + val_s}
+
+
+def bench_train_main(argv: list[str] | None = None) -> int:
+    """``python -m endolib bench train --profile quick --model unet resnet18``: images per second of the training
+    loop against the bare forward+backward step of the same model and batches, and seconds per epoch."""
+    import argparse
+
+    from endolib.config import PROFILES
+    from endolib.repro import _cpu_name
+
+    ap = argparse.ArgumentParser(prog="python -m endolib bench train", description=bench_train_main.__doc__)
+    ap.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--profile", default="quick", choices=list(PROFILES))
+    ap.add_argument("--data-dir", default=None, help="prepared dataset (default: the profile's phantom)")
+    ap.add_argument("--epochs", type=int, default=1, help="timed epochs per model")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's or all cores)")
+    args = ap.parse_args(argv)
+    if args.epochs < 1:
+        raise ValueError("--epochs must be >= 1")
+    from tqdm.auto import tqdm
+
+    rows = [bench_train(m, args.profile, args.data_dir, args.epochs, args.threads)
+            for m in tqdm(args.model, desc="bench train", leave=False)]
+    df = pd.DataFrame(rows)
+    print(f"training throughput at profile {args.profile} on {_cpu_name()} ({rows[0]['threads']} thread(s)): "
+          f"loop = the unit's training loop (augmentation, collation, step), step = forward + loss + backward + "
+          f"Adam on batches collated beforehand; loop_share = the loop's own share of its time")
+    print(df.drop(columns=["profile"]).round({"loop_img_s": 1, "step_img_s": 1, "loop_share": 2, "val_s": 2,
+                                                "epoch_s": 2}).to_string(index=False))
     return 0

@@ -6,13 +6,68 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-pass
 from endolib.training.settings import FINAL_FOLD, RUN_FILES, TrainSettings
 
-__all__ = ["plot_learning_curve", "plot_run_learning_curve", "save_learning_curves", "load_learning_curves",
+__all__ = ["FLAT_TOL", "FLAT_EPOCHS", "convergence", "convergence_table", "plot_learning_curve", "plot_run_learning_curve", "save_learning_curves", "load_learning_curves",
            "plot_seed_learning_curves"]
+
+
+#: a run has *flattened* when its validation metric moved by at most FLAT_TOL over its last FLAT_EPOCHS epochs, or
+#: its best validation epoch lies at least FLAT_EPOCHS epochs before its last (issue 24's convergence rule)
+FLAT_TOL, FLAT_EPOCHS = 0.01, 3
+
+
+def convergence(history: pd.DataFrame) -> dict:
+    """Whether one run's validation curve had flattened when training ended (:data:`FLAT_TOL`, :data:`FLAT_EPOCHS`).
+
+    Reads the validation rows of ``history.csv`` (the chosen trial's hold-out or first fold; the best epoch is the
+    one with the lowest validation loss, as the unit chose it).
+
+    Args:
+        history: a run's ``history.csv`` (one trial, or the rows of the chosen trial).
+
+    Returns:
+        dict with ``epochs`` (run), ``best_epoch``, ``last_range`` (max - min validation metric over the last
+        :data:`FLAT_EPOCHS` epochs) and ``flattened``.
+
+    Example:
+        >>> h = pd.DataFrame({"fold": 0, "epoch": [1, 2, 3, 4], "val_loss": [0.5, 0.4, 0.35, 0.34],
+        ...                   "val_metric": [0.5, 0.6, 0.705, 0.71]})
+        >>> c = convergence(h); c["best_epoch"], round(c["last_range"], 3), c["flattened"]
+        (4, 0.11, False)
+    """
+    h = history[history["val_loss"].notna()]
+    if "fold" in h and len(h):
+        h = h[h["fold"] == h["fold"].min()]
+    if h.empty:
+        return {"epochs": 0, "best_epoch": 0, "last_range": np.nan, "flattened": False}
+    h = h.sort_values("epoch")
+    epochs = int(h["epoch"].max())
+    best = int(h.loc[h["val_loss"].idxmin(), "epoch"])
+    tail = h["val_metric"].tail(FLAT_EPOCHS).to_numpy(dtype=float)
+    last_range = float(np.ptp(tail)) if len(tail) == FLAT_EPOCHS else np.nan
+    flat = bool(last_range <= FLAT_TOL) or best <= epochs - FLAT_EPOCHS
+    return {"epochs": epochs, "best_epoch": best, "last_range": last_range, "flattened": flat}
+
+
+def convergence_table(runs_dir: str | Path, models) -> pd.DataFrame:
+    """:func:`convergence` of every finished run ``runs_dir/<model>/seed<s>/`` of ``models`` (chosen trial):
+    columns ``model, seed, epochs, best_epoch, last_range, flattened``.
+
+    Example:
+        >>> convergence_table("/nonexistent", ["unet"]).empty
+        True
+    """
+    rows = []
+    for model in models:
+        for sd, (history, config) in load_learning_curves(Path(runs_dir) / model).items():
+            chosen = next((t for t in config.get("trials", []) if t.get("chosen")), {"trial": 0})
+            rows.append({"model": model, "seed": sd,
+                         **convergence(history[history["trial"] == int(chosen["trial"])])})
+    return pd.DataFrame(rows, columns=["model", "seed", "epochs", "best_epoch", "last_range", "flattened"])
 
 
 def save_learning_curves(settings: TrainSettings, seeds=None) -> Path | None:
@@ -74,8 +129,10 @@ def plot_seed_learning_curves(runs: dict):
         c = PALETTE[i % len(PALETTE)]
         chosen = next(t for t in config["trials"] if t["chosen"])
         h = history[history["trial"] == int(chosen["trial"])]
+        conv = convergence(h)
         for j, (fold, g) in enumerate(h.groupby("fold", sort=True)):
-            label = f"seed {sd}" if j == 0 else None
+            label = (f"seed {sd} (best {conv['best_epoch']}/{conv['epochs']}, "
+                     f"{'flat' if conv['flattened'] else 'still moving'})") if j == 0 else None
             final = fold == FINAL_FOLD
             ax1.plot(g["epoch"], g["train_loss"], color=c, alpha=alpha, lw=1, ls="--" if final else "-",
                      label=(label + " train") if label else None)

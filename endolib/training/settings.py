@@ -112,8 +112,9 @@ class TrainSettings:
             f"device:       {p.device}, mixed precision {p.amp}, threads {p.num_threads or 'all cores'}",
             f"data:         {data}",
             f"validation:   {val}",
-            f"training:     {loss}, Adam, learning rate x{p.lr_factor} after {p.lr_patience + 1} epoch(s) without "
-            f"improvement, up to {self.epochs} epochs, early stopping after {p.patience} without improvement",
+            f"training:     {loss}, Adam, {_schedule_text(p)}, up to {self.epochs} epochs, "
+            + (f"early stopping after {p.patience} without improvement" if p.patience < self.epochs else
+               "no early stopping (the best validation epoch is kept)"),
             f"augmentation: rotation +-{p.rotation_deg:g} deg, flips" + (f", zoom +-{p.zoom:g}" if self.task == "cls"
                                                                         else "")
             + (f", colour jitter +-{p.colour_jitter:g} (not in the paper)" if p.colour_jitter else ""),
@@ -163,6 +164,13 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
                          size=input_size(arch, prof), model_kwargs=model_kwargs(arch, prof),
                          epochs=int(getattr(prof, field_name)),
                          training_seed=int(training_seed) if training_seed is not None else prof.training_seeds[0])
+
+def _schedule_text(p: Profile) -> str:
+    if p.lr_schedule == "cosine":
+        return (f"learning rate warmed up over {p.warmup_epochs} epoch(s), then cosine decay to 0"
+                if p.warmup_epochs else "cosine decay of the learning rate to 0")
+    return f"learning rate x{p.lr_factor} after {p.lr_patience + 1} epoch(s) without improvement"
+
 
 def student_name(teacher: str, width: float) -> str:
     """Model folder name of a distilled student: ``<teacher>_w<width>`` (width relative to the teacher).

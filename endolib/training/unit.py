@@ -34,7 +34,7 @@ from endolib.training.load import load_run
 from endolib.training.losses import _batch_loss, _forward, dice_loss
 from endolib.training.settings import FINAL_FOLD, TrainSettings
 
-__all__ = ["predict", "train_unit", "unit_dir", "unit_name", "search_units", "load_unit", "unit_fingerprint"]
+__all__ = ["predict", "make_scheduler", "train_unit", "unit_dir", "unit_name", "search_units", "load_unit", "unit_fingerprint"]
 
 
 # ------------------------------------------------------------------------------------------------ prediction
@@ -177,6 +177,45 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[i
     return batches
 
 
+def make_scheduler(opt: torch.optim.Optimizer, p: Profile, epochs: int, steps_per_epoch: int):
+    """The learning-rate schedule of ``p.lr_schedule``.
+
+    * ``"plateau"`` (the paper): ``ReduceLROnPlateau`` on the validation loss (training loss without validation),
+      factor ``p.lr_factor``, patience ``p.lr_patience``; stepped once per epoch with the monitored loss.
+    * ``"cosine"``: a ``LambdaLR`` stepped after every batch: linear warm-up from ``lr / 10`` to ``lr`` over
+      ``p.warmup_epochs`` epochs, then a half cosine down to 0 at the end of epoch ``epochs``. Its length is fixed
+      in advance, so the rate falls whether or not a small, noisy validation set improves.
+
+    Args:
+        opt: the optimizer (its rate is the peak rate).
+        p: the profile.
+        epochs: epochs of this unit.
+        steps_per_epoch: batches per epoch.
+
+    Example:
+        >>> from endolib.config import get_profile
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = make_scheduler(opt, get_profile("smoke", lr_schedule="cosine", warmup_epochs=1), 3, 2)
+        >>> rates = []
+        >>> for _ in range(6):
+        ...     rates.append(round(opt.param_groups[0]["lr"], 3)); opt.step(); sched.step()
+        >>> rates
+        [0.1, 0.55, 1.0, 0.854, 0.5, 0.146]
+    """
+    if p.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor,
+                                                          patience=p.lr_patience)
+    warm = int(p.warmup_epochs) * int(steps_per_epoch)
+    total = max(int(epochs) * int(steps_per_epoch), warm + 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.1 + 0.9 * step / warm
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warm) / (total - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint was kept."""
 
@@ -290,8 +329,12 @@ class _UnitTrainer:
         torch.manual_seed(self.seed)
         model = create_model(s.arch, **s.model_kwargs).to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=p.lr_factor,
-                                                           patience=p.lr_patience)
+        ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
+                          rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
+                          colour_jitter=p.colour_jitter, seed=self.seed)
+        steps_per_epoch = len(_batches(len(ds), self.hp["batch_size"], torch.Generator().manual_seed(0)))
+        sched = make_scheduler(opt, p, epochs, steps_per_epoch)
+        self.per_batch = isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
         scaler = grad_scaler(self.device, self.amp_dtype)
         self.teacher = None if s.teacher is None else load_run(s.teacher).model.to(self.device)
         stop = {"best_loss": math.inf, "best_epoch": 0, "best_metric": math.nan, "bad": 0, "stopped": False}
@@ -307,9 +350,6 @@ class _UnitTrainer:
             _set_rng_state(state["rng"])  # as it was at the end of that epoch (dropout, drop-path)
             print(f"resuming {s.model_dir.name} seed {s.training_seed} {unit_name(trial, fold)} from {self.ckpt} "
                   f"after epoch {state['epoch']}")
-        ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
-                          rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
-                          colour_jitter=p.colour_jitter, seed=self.seed)
         # the run's folder name: a distilled student shows as unet_w0.25, not as its architecture
         label = f"{s.model_dir.name} seed {s.training_seed} trial {trial} " + (
             "final" if fold == FINAL_FOLD else f"fold {fold}")
@@ -319,14 +359,15 @@ class _UnitTrainer:
             if stop["stopped"]:
                 break
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(model, opt, scaler, ds, epoch, history)
+            train_loss = self._train_epoch(model, opt, scaler, ds, epoch, history, sched if self.per_batch else None)
             val_loss, val_metric = ((math.nan, math.nan) if val is None else
                                     _evaluate(model, val, s.task, p, self.device, self.amp_dtype))
             if val is not None and not math.isfinite(val_loss):
                 self._nan_error(epoch, "validation", history)
             monitor = val_loss if val is not None else train_loss
-            lr_now = opt.param_groups[0]["lr"]
-            sched.step(monitor)
+            lr_now = opt.param_groups[0]["lr"] if not self.per_batch else self._epoch_lr
+            if not self.per_batch:
+                sched.step(monitor)
             if val is None:
                 best, stop["best_epoch"] = None, epoch
             elif monitor < stop["best_loss"]:
@@ -361,7 +402,9 @@ class _UnitTrainer:
         self.ckpt.unlink(missing_ok=True)
         return record
 
-    def _train_epoch(self, model, opt, scaler, ds: FrameDataset, epoch: int, history: list) -> float:
+    def _train_epoch(self, model, opt, scaler, ds: FrameDataset, epoch: int, history: list,
+                     sched=None) -> float:
+        """One pass over ``ds``; ``sched`` (a per-batch schedule) steps after every batch."""
         from tqdm.auto import tqdm
 
         from endolib.device import autocast, loader_options
@@ -372,6 +415,7 @@ class _UnitTrainer:
                             **loader_options(self.device))
         model.train()
         total, n = 0.0, 0
+        self._epoch_lr = opt.param_groups[0]["lr"]  # the rate of the epoch's first batch (history.csv)
         for b, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch}", disable=not self.progress, leave=False)):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             teacher_probs = None
@@ -391,6 +435,8 @@ class _UnitTrainer:
             else:
                 loss.backward()
                 opt.step()
+            if sched is not None:
+                sched.step()
             total += float(loss.detach()) * len(x)
             n += len(x)
         return total / max(n, 1)

@@ -98,6 +98,10 @@ class Profile:
     kd_alpha: float = 0.5  # student loss: kd_alpha * Dice(ground truth) + (1 - kd_alpha) * BCE(teacher probs)
     student_epochs: int = 50  # students' maximum epochs (early stopping as for the teacher); small students learn
     #   slower per epoch and cost little per epoch (quick: 40, measured: a 1/4-width student at 10 epochs lost 0.10 DSC)
+    student_max_val_drop: float = 0.05  # a student is used only when teacher's minus its best validation DSC (same
+    #   validation frames) is at most this; one that did not learn would decide the deployment claims (paper: 0.05)
+    student_candidates: int = 3  # most candidates (student seeds) distilled per width and training seed until one
+    #   meets student_max_val_drop; none met: that seed has no student at that width (paper: 3)
     # --- device and threads ---
     device: str = "auto"  # "auto" (CUDA when available, else CPU, saying so), "cpu", "cuda" or "cuda:N"
     amp: str = "auto"  # mixed precision: "auto" (bf16 on a GPU that supports it, else fp16 with a grad scaler;
@@ -122,6 +126,12 @@ class Profile:
             raise ValueError(f"profile {self.name!r}: student_widths must be in (0, 1], got {self.student_widths}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"profile {self.name!r}: lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if not -1.0 <= float(self.student_max_val_drop) <= 1.0:
+            raise ValueError(f"profile {self.name!r}: student_max_val_drop must be in [-1, 1] (a DSC difference), "
+                             f"got {self.student_max_val_drop}")
+        if int(self.student_candidates) != self.student_candidates or self.student_candidates < 1:
+            raise ValueError(f"profile {self.name!r}: student_candidates must be an integer >= 1, "
+                             f"got {self.student_candidates}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task"}

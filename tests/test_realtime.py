@@ -313,10 +313,13 @@ def test_video_file_source_ends_cleanly(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ runs + bench
-def _save_run(folder: Path, arch: str, size: int, width: float, seed: int | None = None) -> Path:
+def _save_run(folder: Path, arch: str, size: int, width: float, seed: int | None = None, val_dsc: float = 0.0) -> Path:
+    """A hand-made run folder: seeded random weights and a config.json with the chosen trial's validation DSC
+    ``val_dsc`` (a teacher of 0.0 accepts any student)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_file(_net(arch, seed=seed or 0, width_mult=width).state_dict(), str(folder / "model.safetensors"))
-    cfg = {"arch": arch, "model_kwargs": {"width_mult": width}, "input_size": size}
+    cfg = {"arch": arch, "model_kwargs": {"width_mult": width}, "input_size": size,
+           "trials": [{"trial": 0, "mean_val_metric": val_dsc, "chosen": True}]}
     (folder / "config.json").write_text(json.dumps(cfg if seed is None else {**cfg, "training_seed": seed}))
     return folder
 
@@ -370,6 +373,7 @@ def test_bench_realtime_trains_distilled_students_once(tmp_path, tiny_dataset, m
     table = bench_realtime(p, say=lines.append, **kw)
     run = tmp_path / "runs" / "smoke" / "unet_w0.5" / f"seed{p.training_seeds[0]}"
     assert student_run(0.5, "unet", p, root=tmp_path) == run
+    assert json.loads((run / "acceptance.json").read_text())["accepted"] == 0  # checked before it was used
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["teacher"] == str(teacher) and cfg["loss"].startswith("distillation")
     assert cfg["model_kwargs"] == {"width_mult": 0.0625}  # half the teacher's own width
@@ -442,7 +446,8 @@ def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkey
     rows = [{"classifier": "resnet18", "segmenter": "unet", "width": w, "precision": q, "backend": b,
              "dsc": d, "dsc_drop": 0.0, "dsc_drop_lo": 0.0, "dsc_drop_hi": 0.0, "gate_auroc": 0.9, "fps": f,
              "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)",
-             "n_seeds": 3, "dsc_drop_seed_sd": 0.0, "fps_min": f, "fps_max": f}
+             "n_seeds": 3, "dsc_drop_seed_sd": 0.0, "fps_min": f, "fps_max": f,
+             "student_candidates": "" if w == 1.0 else "1/1/2"}
             for w, q, b, d, f in ((1.0, "fp32", "torch", 0.8, 3.0), (1.0, "int8", "onnxruntime", 0.79, 6.0),
                                   (0.25, "fp32", "onnxruntime", np.nan, 30.0))]
     (tmp_path / "results" / "smoke").mkdir(parents=True)
@@ -510,9 +515,9 @@ def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_
 def test_realtime_csv_from_an_older_endolib_is_refused_with_the_fix(tmp_path):
     f = tmp_path / "results" / "quick" / REALTIME_FILE
     f.parent.mkdir(parents=True)
-    pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS[:-4]}]).to_csv(f, index=False)  # before n_seeds
+    pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS[:-5]}]).to_csv(f, index=False)  # before n_seeds
     with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, dsc_drop_seed_sd, fps_min, "
-                                         r"fps_max; rerun "
+                                         r"fps_max, student_candidates; rerun "
                                          r"`python -m endolib bench realtime --profile quick`"):
         read_realtime(f)
     pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS}]).to_csv(f, index=False)

@@ -50,11 +50,12 @@ __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_
 REALTIME_FILE = "realtime.csv"
 REALTIME_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "dsc", "dsc_drop", "dsc_drop_lo",
                     "dsc_drop_hi", "gate_auroc", "fps", "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager",
-                    "machine", "n_seeds", "dsc_drop_seed_sd", "fps_min", "fps_max")
-#: the long table beside it: one row per variant and training seed (the values the seed level combines)
+                    "machine", "n_seeds", "dsc_drop_seed_sd", "fps_min", "fps_max", "student_candidates")
+#: the long table beside it: one row per variant and training seed (the values the seed level combines; a seed
+#: whose student was not accepted has its row with NaN accuracy)
 REALTIME_SEED_FILE = "realtime_by_seed.csv"
 REALTIME_SEED_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "seed", "dsc", "dsc_drop",
-                         "dsc_segmenter", "gate_auroc")
+                         "dsc_segmenter", "gate_auroc", "student_candidates", "student_accepted")
 
 
 #: segmenter widths of the deployable variants, relative to the paper model (1.0 = paper width); 1/8 is the
@@ -125,18 +126,20 @@ def deployable_seeds(models: Sequence[str], profile: str | Profile = "smoke", ro
 
 def student_run(width: float, segmenter: str = "unet", profile: str | Profile = "smoke", root=None,
                 seed: int | None = None) -> Path | None:
-    """A distilled student of ``width`` (relative to the paper model) if one was trained: the run folder
-    ``runs/<p>/<segmenter>_w<width>/seed<s>/`` (training seed ``seed``, default the first; or the flat layout),
-    else None.
+    """The accepted distilled student of ``width`` (relative to the paper model) for training seed ``seed``
+    (default the first): the run folder of the candidate that its acceptance record
+    (``runs/<p>/<segmenter>_w<width>/seed<s>/acceptance.json``, :func:`endolib.training.runs.train_students`) accepted,
+    e.g. ``runs/<p>/<segmenter>_w<width>/seed<s>/`` or ``runs/<p>/<segmenter>_w<width>_c1/seed<s>/``; None when
+    its students were never checked or none came within ``Profile.student_max_val_drop`` of the teacher's
+    validation DSC (:func:`endolib.training.students.accepted_student`).
 
     Example:
         >>> student_run(0.5, profile="quick", root="/nonexistent") is None
         True
     """
-    try:
-        return deployable_run(f"{segmenter}_w{width:g}", profile, root, seed)
-    except FileNotFoundError:
-        return None
+    from endolib.training.students import accepted_student
+
+    return accepted_student(width, profile, segmenter, seed, root)
 
 
 # ----------------------------------------------------------------------------------------------- latency
@@ -360,9 +363,13 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     table, by_seed = _realtime_tables(variants, speed, acc, classifier, segmenter, features, plan, p)
     if say is not None and acc["refs"]:
         missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
+        for (w, k), check in sorted(acc["students"].items()):
+            if w in missing and check is not None and check.accepted is None:
+                say(f"no usable student: {check.describe()}")
         if missing:
-            say(f"accuracy not measured (NaN) for width(s) {missing}: no distilled student run for every training "
-                f"seed {sorted(acc['refs'])} (runs/{p.name}/{segmenter}_w<width>/seed<k>/); their speed is measured")
+            say(f"accuracy not measured (NaN) for width(s) {missing}: no accepted distilled student for every "
+                f"training seed {sorted(acc['refs'])} (runs/{p.name}/{segmenter}_w<width>/seed<k>/acceptance.json); "
+                f"their speed is measured")
     if save:
         _save_realtime(paths(p).results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
     return table
@@ -427,19 +434,28 @@ def time_variants(p: Profile, variants, classifier: str, segmenter: str, sizes: 
 
 
 def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmenter: str, data_dir: Path,
-                    progress: bool = True, say: Callable[[str], None] | None = print) -> None:
-    """Distil the students of widths < 1 from each training seed's segmenter (loaded when finished with the same
-    settings and teacher: :func:`endolib.training.runs.train_students`)."""
+                    progress: bool = True, say: Callable[[str], None] | None = print) -> dict:
+    """Distil and check the students of widths < 1 from each training seed's segmenter
+    (:func:`endolib.training.runs.train_students`: candidates until one is within ``p.student_max_val_drop`` of the
+    teacher's validation DSC, at most ``p.student_candidates``; loaded when finished with the same settings and
+    teacher). Returns ``{(width, seed): StudentCheck}``."""
     from endolib.training.runs import train_students
 
     student_widths = [w for w in widths if w < 1.0]
+    out = {}
     if not student_widths:
-        return
+        return out
     for k, (_, seg_dir) in seed_runs.items():
         if say is not None:
-            say(f"distilled students of {_shown(seg_dir)} at width(s) {student_widths} (trained unless finished)")
-        train_students(p, widths=student_widths, teacher=segmenter, training_seed=k, data_dir=data_dir,
-                       teacher_run=seg_dir, progress=progress)
+            say(f"distilled students of {_shown(seg_dir)} at width(s) {student_widths} (trained unless finished; "
+                f"accepted within {p.student_max_val_drop:g} of its validation DSC, at most "
+                f"{p.student_candidates} candidates)")
+        for check in train_students(p, widths=student_widths, teacher=segmenter, training_seed=k, data_dir=data_dir,
+                                    teacher_run=seg_dir, progress=progress):
+            out[(check.width, k)] = check
+            if say is not None and (check.accepted is None or check.tried > 1):
+                say(f"  {check.describe()}")
+    return out
 
 
 def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data_dir: Path, calib: _Calibration,
@@ -449,13 +465,16 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
 
     Returns:
         dict with ``refs`` (seed -> the fp32 pipeline's accuracy), ``accs`` (variant -> seed -> accuracy),
-        ``used`` (seed -> run folders), ``y`` and ``groups`` (test labels and patients; None without runs).
+        ``used`` (seed -> run folders), ``students`` ((width, seed) -> its
+        :class:`endolib.training.students.StudentCheck`, None when never checked), ``y`` and ``groups`` (test
+        labels and patients; None without runs).
     """
     from endolib.data.dataset import load_index
     from endolib.training.frames import load_frames
     from endolib.training.load import load_run
+    from endolib.training.students import read_acceptance
 
-    out = {"refs": {}, "accs": {v: {} for v in variants}, "used": {}, "y": None, "groups": None}
+    out = {"refs": {}, "accs": {v: {} for v in variants}, "used": {}, "students": {}, "y": None, "groups": None}
     frames = None
     for k, (cls_dir, seg_dir) in seed_runs.items():
         cls_run, seg_run = load_run(cls_dir), load_run(seg_dir)
@@ -480,6 +499,8 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
                                     p.threshold)
 
         out["refs"][k] = ref = accuracy("fp32", "torch", seg_run.model)
+        for w in sorted({w for w, _, _ in variants if w < 1.0}):
+            out["students"][(w, k)] = read_acceptance(w, p, segmenter, k)
         for (w, prec, be) in tqdm(variants, desc=f"accuracy, seed {k}", disable=not progress):
             if w == 1.0:
                 out["accs"][(w, prec, be)][k] = ref if (prec, be) == ("fp32", "torch") else \
@@ -491,14 +512,27 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
 
 def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmenter: str, features: dict, plan: dict,
                      p: Profile) -> tuple[pd.DataFrame, list[dict]]:
-    """``realtime.csv`` (one row per variant) and the rows of ``realtime_by_seed.csv``."""
+    """``realtime.csv`` (one row per variant) and the rows of ``realtime_by_seed.csv``; ``student_candidates``
+    there: :func:`_candidates_column` (realtime.csv), candidates trained (by seed), ``student_accepted`` the accepted
+    candidate (0 = the first; empty when none was accepted and for width 1)."""
     refs, eager = acc["refs"], speed.get((1.0, "fp32", "torch"))
+    checks = acc.get("students", {})
     rows, by_seed = [], []
     for (w, prec, be) in variants:
         s, per_seed = speed[(w, prec, be)], acc["accs"][(w, prec, be)]
-        by_seed += [{"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec, "backend": be,
-                     "seed": k, "dsc": a["dsc"], "dsc_drop": refs[k]["dsc"] - a["dsc"],
-                     "dsc_segmenter": a["dsc_segmenter"], "gate_auroc": a["gate_auroc"]} for k, a in per_seed.items()]
+        for k in sorted(refs):  # every seed with a reference; one without an accepted student has NaN accuracy
+            a, check = per_seed.get(k), checks.get((w, k)) if w < 1.0 else None
+            if a is None and check is None:
+                continue
+            nan = float("nan")
+            by_seed.append({"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec,
+                            "backend": be, "seed": k, "dsc": a["dsc"] if a else nan,
+                            "dsc_drop": refs[k]["dsc"] - a["dsc"] if a else nan,
+                            "dsc_segmenter": a["dsc_segmenter"] if a else nan,
+                            "gate_auroc": a["gate_auroc"] if a else nan,
+                            "student_candidates": check.tried if check is not None else nan,
+                            "student_accepted": check.accepted if check is not None and check.accepted is not None
+                            else nan})
         drop = (np.nan,) * 4
         if per_seed and set(per_seed) == set(refs):
             drop = dsc_drop_ci(refs, per_seed, acc["y"], acc["groups"], p.n_boot, p.seed,
@@ -512,8 +546,29 @@ def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmente
                      "latency_p50_ms": s["latency_p50_ms"], "latency_p95_ms": s["latency_p95_ms"],
                      "speedup_vs_eager": s["fps"] / eager["fps"] if eager else np.nan,
                      "machine": machine_label(features, plan, prec), "n_seeds": len(per_seed),
-                     "dsc_drop_seed_sd": drop[3], "fps_min": s["fps_min"], "fps_max": s["fps_max"]})
+                     "dsc_drop_seed_sd": drop[3], "fps_min": s["fps_min"], "fps_max": s["fps_max"],
+                     "student_candidates": _candidates_column(w, sorted(refs), checks)})
     return pd.DataFrame(rows, columns=list(REALTIME_COLUMNS)), by_seed
+
+
+def _candidates_column(width: float, seeds: Sequence[int], checks: dict) -> str:
+    """``realtime.csv``'s ``student_candidates`` of one width: the candidates trained for each training seed, in
+    seed order, joined by ``/``; ``x`` after a count: none of them was accepted; ``0``: never checked; empty for
+    width 1.
+
+    Example:
+        >>> from endolib.training.students import StudentCheck
+        >>> c = lambda n, ok: StudentCheck(0.25, 42, "t", 0.7, 0.05, 3, [{}] * n, n - 1 if ok else None)
+        >>> _candidates_column(0.25, [42, 43, 44], {(0.25, 42): c(1, True), (0.25, 43): c(3, False)})
+        '1/3x/0'
+    """
+    if width >= 1.0:
+        return ""
+    out = []
+    for k in seeds:
+        check = checks.get((width, k))
+        out.append("0" if check is None else f"{check.tried}" + ("x" if check.accepted is None else ""))
+    return "/".join(out)
 
 
 def _save_realtime(out: Path, table: pd.DataFrame, by_seed: list[dict], features: dict, plan: dict, sizes,
@@ -521,7 +576,8 @@ def _save_realtime(out: Path, table: pd.DataFrame, by_seed: list[dict], features
     from endolib.repro import save_json, write_table
 
     write_table(table, out / REALTIME_FILE)
-    write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS), out / REALTIME_SEED_FILE)
+    counts = {"student_candidates": "Int64", "student_accepted": "Int64"}  # integers, empty where not a student
+    write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS).astype(counts), out / REALTIME_SEED_FILE)
     save_json({"features": features, "plan": plan, "sizes": list(sizes), "n_frames": n_frames,
                "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},
                "reference": {str(k): {m: v for m, v in r.items() if m not in ("stats", "passed")}

@@ -145,7 +145,8 @@ def realtime_seeds(res: Path, profile: str) -> str:
     for (w, q, b), g in t.groupby(["width", "precision", "backend"], sort=False):
         drops = g.set_index("seed")["dsc_drop"]
         lines.append(f"| {_WIDTH_LABEL.get(float(w), f'{w:g}')} | {_PATH_LABEL.get((q, b), q)} | " +
-                     " | ".join(f"{drops[s]:.3f}" if s in drops else "" for s in seeds) + " |")
+                     " | ".join(("no student" if pd.isna(drops[s]) else f"{drops[s]:.3f}") if s in drops else ""
+                                for s in seeds) + " |")
     return "\n".join(lines)
 
 

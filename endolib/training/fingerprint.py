@@ -14,9 +14,10 @@ import pandas as pd
 from endolib.repro import package_modules, source_closure
 from endolib.training.settings import RUN_FILES, TrainSettings
 
-#: Profile fields that never change a result (how many seeds exist, where and with how many threads it runs).
+#: Profile fields that never change a result (how many seeds exist, where and with how many threads it runs, and
+#: the acceptance of distilled students: it decides which candidates are trained, not what one learns).
 _NOT_FINGERPRINTED = ("num_threads", "device", "seeds", "bench_warmup", "bench_repeats", "bench_models",
-                      "bench_backends", "n_boot")
+                      "bench_backends", "n_boot", "student_max_val_drop", "student_candidates")
 
 
 #: Where the training code starts: a unit's fingerprint hashes these modules and every endolib module they import.
@@ -51,7 +52,8 @@ def _fingerprint(settings: TrainSettings, index: pd.DataFrame) -> str:
                        "model_kwargs": settings.model_kwargs, "epochs": settings.epochs,
                        "training_seed": settings.training_seed, "code": code_fingerprint(),
                        "teacher": _teacher_fingerprint(settings.teacher),
-                       "index": hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest()},
+                       "index": hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest(),
+                       **({"seed_key": list(settings.seed_key)} if settings.seed_key else {})},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

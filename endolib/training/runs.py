@@ -72,6 +72,14 @@ from endolib.training.settings import (
     TrainSettings,
     student_settings,
 )
+from endolib.training.students import (
+    ACCEPTANCE_FILE,
+    StudentCheck,
+    _validation_frames,
+    passes,
+    validation_dsc,
+    write_acceptance,
+)
 from endolib.training.unit import (
     _atomic,
     _save_weights,
@@ -91,20 +99,69 @@ __all__ = ["train_model", "TrainResult", "final_unit", "train_final_unit", "fini
 
 def train_students(profile: str | Profile = "smoke", widths=None, teacher: str = "unet",
                    training_seed: int | None = None, data_dir: str | Path | None = None,
-                   teacher_run: str | Path | None = None, progress: bool = True) -> list[TrainResult]:
-    """Train (or load, when finished with the same settings) the distilled students of one teacher run:
-    one :func:`train_model` per width of ``profile.student_widths`` (or ``widths``).
+                   teacher_run: str | Path | None = None, progress: bool = True) -> list[StudentCheck]:
+    """Distil and check the students of one teacher run, for each width of ``profile.student_widths`` (or
+    ``widths``): candidate 0, 1, ... (:func:`endolib.training.settings.student_settings`) are trained (or loaded,
+    when finished with the same settings) one after another until one's best validation DSC is at most
+    ``profile.student_max_val_drop`` below the teacher's (same validation frames,
+    :func:`endolib.training.students.validation_dsc`) or ``profile.student_candidates`` were tried. The decision is
+    written atomically to ``acceptance.json`` in candidate 0's run folder
+    (:func:`endolib.training.students.acceptance_path`); a rerun loads every candidate it trained before.
+
+    Args:
+        profile: the profile (its student settings).
+        widths: student widths relative to the teacher (default ``profile.student_widths``).
+        teacher: the teacher's registry name (U-Net family).
+        training_seed: the teacher's training seed (default the profile's first).
+        data_dir: the prepared dataset (default the profile's).
+        teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
+        progress: tqdm bars.
+
+    Returns:
+        One :class:`endolib.training.students.StudentCheck` per width (``accepted`` None: no usable student).
 
     Raises:
         FileNotFoundError: the teacher run is not finished (names the command that trains it).
+        ValueError: the teacher's config.json has no validation DSC, or a student was validated on other
+            frames than its teacher.
+
+    Example:
+        >>> checks = train_students("smoke", widths=(0.5,), data_dir="data/smoke/phantom")  # doctest: +SKIP
+        >>> checks[0].accepted, checks[0].model                                            # doctest: +SKIP
+        (0, 'unet_w0.5')
     """
     profile = get_profile(profile)  # resolved once, handed down as a Profile
     base = student_settings(1.0, profile, teacher, training_seed, data_dir, teacher_run)
     require(base.teacher / RUN_FILES["config"], f"the teacher run ({teacher}, training seed {base.training_seed})",
             f"python -m endolib run --profile {base.profile.name} --only 03 --arch {teacher}")
-    widths = base.profile.student_widths if widths is None else widths
-    return [train_model(student_settings(w, profile, teacher, training_seed, data_dir, teacher_run), progress=progress,
-                        figure=False) for w in widths]
+    p = base.profile
+    teacher_cfg = json.loads((base.teacher / RUN_FILES["config"]).read_text())
+    teacher_val = validation_dsc(teacher_cfg)
+    widths = p.student_widths if widths is None else widths
+    checks = []
+    for w in widths:
+        check = StudentCheck(float(w), base.training_seed, str(base.teacher), teacher_val,
+                             float(p.student_max_val_drop), int(p.student_candidates),
+                             teacher_fingerprint=teacher_cfg.get("fingerprint"))
+        for c in range(int(p.student_candidates)):
+            s = student_settings(w, profile, teacher, training_seed, data_dir, teacher_run, candidate=c)
+            result = train_model(s, progress=progress, figure=False)
+            own, theirs = _validation_frames(result.config), _validation_frames(teacher_cfg)
+            if theirs is not None and own != theirs:
+                raise ValueError(f"{s.run_dir}: validated on other frames than its teacher {base.teacher} "
+                                 f"({own} vs {theirs}); retrain the teacher with this profile and dataset")
+            val = validation_dsc(result.config)
+            ok = passes(teacher_val, val, p.student_max_val_drop)
+            check.candidates.append({"candidate": c, "model": s.model_dir.name, "val_dsc": val,
+                                     "drop": teacher_val - val, "passed": ok,
+                                     "fingerprint": result.config.get("fingerprint")})
+            if ok:
+                check.accepted = c
+                break
+        write_acceptance(check, student_settings(w, profile, teacher, training_seed, data_dir,
+                                                 teacher_run).run_dir / ACCEPTANCE_FILE)
+        checks.append(check)
+    return checks
 
 
 # ---------------------------------------------------------------------------------------------- top level

@@ -46,6 +46,8 @@ class TrainSettings:
         training_seed: this run's training seed (initialisation, batch order, augmentation).
         teacher: a finished run folder of a segmenter whose probabilities this model learns from as well
             (knowledge distillation, :func:`endolib.training.losses.distillation_loss` with ``profile.kd_alpha``); None: ground truth only.
+        seed_key: integers mixed into every unit's torch seed beside (training seed, model, trial, fold); empty
+            (the default) for every run except a distilled student's candidate >= 1 (:func:`student_settings`).
     """
 
     arch: str
@@ -59,6 +61,7 @@ class TrainSettings:
     epochs: int
     training_seed: int
     teacher: Path | None = None
+    seed_key: tuple[int, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -88,7 +91,8 @@ class TrainSettings:
                 "data_dir": str(self.data_dir), "run_dir": str(self.run_dir), "input_size": self.size,
                 "model_kwargs": dict(self.model_kwargs), "epochs": self.epochs, "seed": self.training_seed,
                 "training_seed": self.training_seed, "data_seed": self.data_seed,
-                **({"teacher": str(self.teacher), "kd_alpha": self.profile.kd_alpha} if self.teacher else {})}
+                **({"teacher": str(self.teacher), "kd_alpha": self.profile.kd_alpha} if self.teacher else {}),
+                **({"seed_key": list(self.seed_key)} if self.seed_key else {})}
 
     def describe(self, seeds: tuple[int, ...] | None = None) -> str:
         """A few lines for the notebook: what will be trained, how (``seeds``: the training seeds to run)."""
@@ -172,23 +176,28 @@ def _schedule_text(p: Profile) -> str:
     return f"learning rate x{p.lr_factor} after {p.lr_patience + 1} epoch(s) without improvement"
 
 
-def student_name(teacher: str, width: float) -> str:
-    """Model folder name of a distilled student: ``<teacher>_w<width>`` (width relative to the teacher).
+def student_name(teacher: str, width: float, candidate: int = 0) -> str:
+    """Model folder name of a distilled student: ``<teacher>_w<width>`` (width relative to the teacher) for the
+    first candidate, ``<teacher>_w<width>_c<candidate>`` for a later one (:func:`student_settings`).
 
     Example:
-        >>> student_name("unet", 0.5)
-        'unet_w0.5'
+        >>> student_name("unet", 0.5), student_name("unet", 0.25, candidate=2)
+        ('unet_w0.5', 'unet_w0.25_c2')
     """
-    return f"{teacher}_w{float(width):g}"
+    if int(candidate) < 0:
+        raise ValueError(f"candidate must be >= 0, got {candidate}")
+    return f"{teacher}_w{float(width):g}" + (f"_c{int(candidate)}" if candidate else "")
 
 
 def student_settings(width: float, profile: str | Profile = "smoke", teacher: str = "unet",
                      training_seed: int | None = None, data_dir: str | Path | None = None,
-                     teacher_run: str | Path | None = None, **overrides) -> TrainSettings:
+                     teacher_run: str | Path | None = None, candidate: int = 0, **overrides) -> TrainSettings:
     """Settings of a knowledge-distilled student: the teacher's architecture at ``width`` times its width,
     trained by the one training loop on the teacher's data and protocol, with the loss
     :func:`endolib.training.losses.distillation_loss` against the teacher run of the same training seed. The run folder is
-    ``runs/<profile>/<teacher>_w<width>/seed<s>/`` (:func:`student_name`).
+    ``runs/<profile>/<teacher>_w<width>/seed<s>/`` (:func:`student_name`) for candidate 0, and
+    ``runs/<profile>/<teacher>_w<width>_c<candidate>/seed<s>/`` for the candidates that
+    :func:`endolib.training.runs.train_students` trains when an earlier one misses ``profile.student_max_val_drop``.
 
     Args:
         width: the student's channel width relative to the teacher, in (0, 1].
@@ -196,11 +205,17 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
             profile's ``student_epochs``).
         teacher: a U-Net-family segmenter (its run of ``training_seed`` must be finished to train).
         teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
+        candidate: which candidate of this width and training seed (0: the first, seeded like any run of the
+            training seed; c >= 1: its units' torch seeds also take ``seed_key = (width in millionths, c)``, a
+            function of training seed, width and candidate only).
 
     Example:
         >>> s = student_settings(0.5, "quick")
-        >>> s.arch, s.model_kwargs, s.run_dir.parent.name, s.teacher.parent.name
-        ('unet', {'width_mult': 0.125}, 'unet_w0.5', 'unet')
+        >>> s.arch, s.model_kwargs, s.run_dir.parent.name, s.teacher.parent.name, s.seed_key
+        ('unet', {'width_mult': 0.125}, 'unet_w0.5', 'unet', ())
+        >>> c = student_settings(0.25, "quick", candidate=1)
+        >>> c.run_dir.parent.name, c.run_dir.name, c.seed_key
+        ('unet_w0.25_c1', 'seed42', (250000, 1))
     """
     if teacher not in _TASK_MODELS["seg"] or teacher.startswith("segformer"):
         raise ValueError(f"teacher must be a U-Net-family segmenter "
@@ -215,8 +230,9 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
     cfg = teacher_run / RUN_FILES["config"]  # the teacher's own width, once it is trained (else the profile's)
     base = json.loads(cfg.read_text()).get("model_kwargs", t.model_kwargs) if cfg.is_file() else t.model_kwargs
     kwargs = {**base, "width_mult": float(base["width_mult"]) * float(width)}
-    return dataclasses.replace(t, model_dir=t.model_dir.parent / student_name(teacher, width), model_kwargs=kwargs,
-                               teacher=teacher_run)
+    seed_key = (int(round(float(width) * 1e6)), int(candidate)) if candidate else ()
+    return dataclasses.replace(t, model_dir=t.model_dir.parent / student_name(teacher, width, candidate),
+                               model_kwargs=kwargs, teacher=teacher_run, seed_key=seed_key)
 
 
 def _check_profile(p: Profile) -> None:

@@ -146,10 +146,12 @@ def _name_key(name: str) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
 
 
-def _unit_seed(training_seed: int, arch: str, trial: int, fold: int) -> int:
-    """The torch seed of one unit: a function of (training seed, model, trial, fold) only, never of the worker
-    or the order in which units run."""
-    return int(np.random.default_rng([int(training_seed), _name_key(arch), trial, fold + 1]).integers(2**31 - 1))
+def _unit_seed(training_seed: int, arch: str, trial: int, fold: int, key: tuple = ()) -> int:
+    """The torch seed of one unit: a function of (training seed, model, trial, fold) and the run's ``seed_key``
+    (:attr:`TrainSettings.seed_key`, empty for every run but a distilled student's later candidates) only, never of
+    the worker or the order in which units run."""
+    entropy = [int(training_seed), _name_key(arch), trial, fold + 1, *(int(k) for k in key)]
+    return int(np.random.default_rng(entropy).integers(2**31 - 1))
 
 
 def unit_name(trial: int, fold: int) -> str:
@@ -304,7 +306,7 @@ class _UnitTrainer:
         self.progress, self.on_epoch_end = progress, on_epoch_end
         self.dir = unit_dir(settings, trial, fold)
         self.ckpt = self.dir / "resume.pt"
-        self.seed = _unit_seed(settings.training_seed, settings.arch, trial, fold)
+        self.seed = _unit_seed(settings.training_seed, settings.arch, trial, fold, settings.seed_key)
 
     def _load(self, fingerprint: str) -> dict | None:
         if not self.ckpt.exists():

@@ -57,10 +57,25 @@ def test_cohort_is_a_function_of_the_seed():
 
 def test_split_positives_match_the_paper_shares():
     c = make_cohort(42)
-    pos = _split_positives(c, 24, 42)
+    pos = _split_positives(c, {"frames_per_operation": 24}, 42)
     n = c.assign(pos=c.operation_id.map(pos)).groupby("split")["pos"].sum()
     assert n["train"] == round(0.495 * 24 * 22) and n["test"] == round(0.363 * 24 * 7)
     assert all(0 <= v <= 24 for v in pos.values())
+
+
+def test_test_operations_have_their_own_frame_count():
+    """The quick test set has the paper's size (about 1749 frames, 635 with tissue) while the training side stays
+    small; the training operations' positives do not depend on the test count."""
+    c = make_cohort(42)
+    params = {"frames_per_operation": 24, "test_frames_per_operation": 250}
+    pos = _split_positives(c, params, 42)
+    n = c.assign(pos=c.operation_id.map(pos)).groupby("split")["pos"].sum()
+    assert n["test"] == 635 and n["train"] == round(0.495 * 24 * 22)
+    train_ops = c.loc[c.split == "train", "operation_id"]
+    assert {o: pos[o] for o in train_ops} == {o: v for o, v in _split_positives(
+        c, {"frames_per_operation": 24}, 42).items() if o in set(train_ops)}
+    test_op = c.loc[c.split == "test", "operation_id"].iloc[0]
+    assert len(operation_scene({"seed": 42, "size": 32, "interval_s": 10.0, **params}, test_op).key_times) == 250
 
 
 # ------------------------------------------------------------------------------------------------ render

@@ -16,6 +16,9 @@ Each claim is a set of comparisons of the two-level bootstrap (training seeds x 
   one-comparison claim is exactly the 95% CI rule.
 * The seeds' spread is inside every CI (the two-level bootstrap). With fewer than :data:`MIN_SEEDS` training
   seeds per model it is not, and a verdict is capped at ``inconclusive``.
+* ``seeds_to_decide`` / ``power_note``: for a statistical claim, how many training seeds per model would decide
+  its deciding comparison if the estimate, the seed SDs and the frame-level spread stayed as measured, or why no
+  number of seeds would (then: how many times the test frames); :func:`endolib.evaluation.power.seeds_to_decide`.
 * Speed claims are measured on this machine (``table5_compute.csv``, ``realtime.csv``) against the paper's FPS
   threshold with a :data:`TIMING_BAND` band for timing noise; they are about this CPU (named in ``notes``),
   not about the paper's RTX 4090.
@@ -35,7 +38,8 @@ import pandas as pd
 from endolib import paper
 from endolib.config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, paths
 from endolib.evaluation.bootstrap import clip_ci, percentile_ci
-from endolib.evaluation.pairwise import holm
+from endolib.evaluation.pairwise import holm, tail_pvalues
+from endolib.evaluation.power import seeds_to_decide
 from endolib.evaluation.two_stage import gate_effect, gate_runs
 
 __all__ = ["MARGINS", "ALPHA", "MIN_SEEDS", "TIMING_BAND", "VERDICTS", "LOWER_IS_BETTER", "CLAIM_COLUMNS", "RULE",
@@ -65,7 +69,8 @@ LOWER_IS_BETTER = ("fpr", "fnr")
 UNETS = tuple(m for m in SEGMENTERS if not m.startswith("segformer"))
 SEGFORMERS = tuple(m for m in SEGMENTERS if m.startswith("segformer"))
 CLAIM_COLUMNS = ["claim", "paper_evidence", "metric", "models", "shown_comparison", "our_estimate", "our_ci_lo",
-                 "our_ci_hi", "verdict", "rule", "n_comparisons", "n_reproduced", "n_contradicted", "n_seeds", "notes"]
+                 "our_ci_hi", "verdict", "rule", "n_comparisons", "n_reproduced", "n_contradicted", "n_seeds",
+                 "seeds_to_decide", "power_note", "notes"]
 
 RULE = {
     "above": "A above B: 95% two-level CI of A-B above 0 -> reproduced, below 0 -> contradicted, else inconclusive "
@@ -144,37 +149,6 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 # ----------------------------------------------------------------------------------------------- the rule
-def tail_pvalues(samples, kind: str, margin: float = 0.0) -> tuple[float, float]:
-    """Percentile-bootstrap p-values ``(p_reproduced, p_contradicted)`` of one comparison ``d = A - B``.
-
-    ``p = 2 #{resamples on the wrong side} / B``, so ``p < 0.05`` <=> the 95% percentile CI lies on that side
-    (``p = 0``: no resample on the wrong side, the Monte-Carlo resolution of ``B`` resamples).
-
-    * ``"above"``: reproduced = ``d > 0``, contradicted = ``d < 0``.
-    * ``"equivalent"``: reproduced = ``-margin < d < margin``, contradicted = ``d > margin`` or ``d < -margin``.
-
-    Example:
-        >>> tail_pvalues(np.linspace(0.01, 0.03, 100), "equivalent", 0.05)
-        (0.0, 1.0)
-        >>> tail_pvalues(np.r_[-1.0, np.ones(99)], "above")
-        (0.02, 1.0)
-    """
-    d = np.asarray(samples, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        return float("nan"), float("nan")
-
-    def p(n_wrong):
-        return float(min(1.0, 2 * n_wrong / d.size))
-
-    if kind == "above":
-        return p(np.sum(d <= 0)), p(np.sum(d >= 0))
-    if kind == "equivalent":
-        return (max(p(np.sum(d <= -margin)), p(np.sum(d >= margin))),
-                min(p(np.sum(d <= margin)), p(np.sum(d >= -margin))))
-    raise ValueError(f"kind must be 'above' or 'equivalent'; got {kind!r}")
-
-
 def judge_comparisons(samples: list, kinds: list, margins: list, alpha: float = ALPHA) -> dict:
     """Verdict of a claim made of several comparisons (Holm within the claim; see the module docstring).
 
@@ -217,6 +191,29 @@ def _model_list(models) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the claims
+#: the power columns of a speed claim (measured FPS: no training seeds enter it)
+_TIMING_POWER = {"seeds_to_decide": np.nan, "power_note": "measured speed, no seeds involved"}
+
+
+def _no_power(why: str) -> dict:
+    return {"seeds_to_decide": np.nan, "power_note": why}
+
+
+def _power(ev, frame, estimate: float, seed_sds, kind: str, margin: float, n_comparisons: int, n_seeds: int,
+           verdict: str) -> dict:
+    """The ``seeds_to_decide`` / ``power_note`` columns of one claim's deciding comparison (the t seed level)."""
+    if n_seeds < MIN_SEEDS:
+        return _no_power(f"seed SD unknown with {n_seeds} training seed(s): train at least {MIN_SEEDS} per model")
+    k, note = seeds_to_decide(frame, estimate, seed_sds, kind, margin, n_comparisons, n_seeds,
+                              decided=verdict != "inconclusive", alpha=ALPHA, seed=ev.profile.seed)
+    return {"seeds_to_decide": k, "power_note": note}
+
+
+def _frame_level(boot, model: str, metric: str) -> np.ndarray:
+    """A model's frame-level bootstrap draws: the mean over its seeds on each frame resample."""
+    return np.mean([s[metric] for s in boot.seed_samples[model].values()], axis=0)
+
+
 def _statistical_row(ev, claim: Claim) -> dict:
     models = [m for c in claim.comparisons for m in c[1:3]]
     metrics = list(dict.fromkeys(c[3] for c in claim.comparisons))
@@ -225,7 +222,8 @@ def _statistical_row(ev, claim: Claim) -> dict:
     evaluated = set(ev.classifiers) | set(ev.segmenters)
     absent = sorted(set(models) - evaluated)
     if absent:
-        return {**row, "verdict": "inconclusive", "notes": f"not evaluated: {', '.join(absent)}"}
+        return {**row, "verdict": "inconclusive", **_no_power("not evaluated"),
+                "notes": f"not evaluated: {', '.join(absent)}"}
     samples, estimates, kinds, margins = [], [], [], []
     for task, a, b, metric in claim.comparisons:
         boot = ev.bootstrap(task)
@@ -242,6 +240,11 @@ def _statistical_row(ev, claim: Claim) -> dict:
                                    for m in c[1:3]))
     direction = "" if claim.kind == "equivalent" or _sign(metric) > 0 else " (sign flipped: lower is better)"
     shown = f"{paper.DISPLAY_NAMES[a]} - {paper.DISPLAY_NAMES[b]}: {metric}{direction}"
+    boot = ev.bootstrap(task)
+    sign = 1.0 if claim.kind == "equivalent" else _sign(metric)
+    power = _power(ev, sign * (_frame_level(boot, a, metric) - _frame_level(boot, b, metric)), estimates[k],
+                   [boot.seed_sd(a, metric), boot.seed_sd(b, metric)], claim.kind, margins[k], len(samples),
+                   n_seeds, r["verdict"])
     notes = (f"{r['n_reproduced']} of {len(samples)} comparisons support the claim, {r['n_contradicted']} "
              f"contradict it (Holm within the claim); shown: the "
              f"{'comparison contradicting it most' if r['n_contradicted'] else 'weakest comparison'}, Holm-adjusted "
@@ -256,7 +259,7 @@ def _statistical_row(ev, claim: Claim) -> dict:
         verdict = "inconclusive"
     return {**row, "shown_comparison": shown, "our_estimate": estimates[k], "our_ci_lo": lo, "our_ci_hi": hi,
             "verdict": verdict, "n_reproduced": r["n_reproduced"], "n_contradicted": r["n_contradicted"],
-            "n_seeds": n_seeds, "notes": notes}
+            "n_seeds": n_seeds, **power, "notes": notes}
 
 
 def _gate_row(ev, claim: Claim) -> dict:
@@ -264,13 +267,18 @@ def _gate_row(ev, claim: Claim) -> dict:
            "rule": RULE["above"], "n_comparisons": 1}
     cls, seg = claim.models
     if cls not in ev.classifiers or seg not in ev.segmenters:
-        return {**row, "models": _model_list(claim.models), "verdict": "inconclusive",
+        return {**row, "models": _model_list(claim.models), "verdict": "inconclusive", **_no_power("not evaluated"),
                 "notes": f"needs {cls} and {seg} evaluated"}
     runs = gate_runs(ev, cls, seg)
     est, samples = gate_effect(ev, runs, "neg_false_mask")
     r = judge_comparisons([samples], ["above"], [0.0])
     lo, hi = clip_ci(*percentile_ci(samples), (-1.0, 1.0))
     verdict = r["verdict"] if len(ev.seeds) >= MIN_SEEDS else "inconclusive"
+    alone, gated = runs["alone"], runs["gated"]
+    per_seed = alone["estimates"]["neg_false_mask"] - gated["estimates"]["neg_false_mask"]
+    power = _power(ev, np.mean(alone["samples"]["neg_false_mask"] - gated["samples"]["neg_false_mask"], axis=0), est,
+                   [np.std(per_seed, ddof=1) if per_seed.size > 1 else np.nan], "above", 0.0, 1, len(ev.seeds),
+                   r["verdict"])
     thr = float(np.mean(runs["thresholds"]))
     notes = (f"share of tissue-free test frames with >= 1 predicted pixel, {seg} alone minus gated by {cls} at "
              f"p >= {thr:.2f} (classifier seed k gates segmenter seed k); positive = fewer false masks")
@@ -278,7 +286,7 @@ def _gate_row(ev, claim: Claim) -> dict:
     return {**row, "models": _model_list(claim.models), "shown_comparison": shown, "our_estimate": est,
             "our_ci_lo": lo, "our_ci_hi": hi,
             "verdict": verdict, "n_reproduced": r["n_reproduced"], "n_contradicted": r["n_contradicted"],
-            "n_seeds": len(ev.seeds), "notes": notes}
+            "n_seeds": len(ev.seeds), **power, "notes": notes}
 
 
 def _timing_verdict(fps: float, threshold: float) -> str:
@@ -363,7 +371,7 @@ def _timing_row(profile: Profile, root, claim: Claim) -> dict:
     res = paths(profile, root).results
     row = {"claim": claim.claim, "paper_evidence": claim.paper_evidence, "metric": "fps",
            "models": _model_list(claim.models), "rule": RULE["timing"], "n_comparisons": len(claim.models),
-           "n_seeds": np.nan}
+           "n_seeds": np.nan, **_TIMING_POWER}
     if claim.models == ("realtime.csv",):
         return _live_row(res, row, claim.threshold_fps)
     path = res / "table5_compute.csv"

@@ -1,6 +1,8 @@
 """Pairwise model comparisons of Tables 3/4 (the paper's significance tests): paired bootstrap p-values of
 every model pair on every metric, per training seed and over seeds, DeLong's test for classifier AUROC, Holm's
-correction, and the frame- vs patient-cluster CI width comparison.
+correction, the percentile-bootstrap p-values of the paper-claims rule (:func:`tail_pvalues`, used by
+:mod:`endolib.evaluation.claims` and :mod:`endolib.evaluation.power`), and the frame- vs patient-cluster CI width
+comparison.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from endolib.evaluation.bootstrap import (
     percentile_ci,
 )
 
-__all__ = ["PAIRED_TESTS", "paired_pvalue", "holm", "PAIRWISE_COLUMNS", "delong_covariance", "delong_test",
-           "pairwise_tests", "ci_width_comparison"]
+__all__ = ["PAIRED_TESTS", "paired_pvalue", "holm", "tail_pvalues", "PAIRWISE_COLUMNS", "delong_covariance",
+           "delong_test", "pairwise_tests", "ci_width_comparison"]
 
 
 #: metrics compared pairwise between models (each metric is one family for Holm's correction)
@@ -66,6 +68,37 @@ def holm(pvalues) -> np.ndarray:
     adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+def tail_pvalues(samples, kind: str, margin: float = 0.0) -> tuple[float, float]:
+    """Percentile-bootstrap p-values ``(p_reproduced, p_contradicted)`` of one comparison ``d = A - B``.
+
+    ``p = 2 #{resamples on the wrong side} / B``, so ``p < 0.05`` <=> the 95% percentile CI lies on that side
+    (``p = 0``: no resample on the wrong side, the Monte-Carlo resolution of ``B`` resamples).
+
+    * ``"above"``: reproduced = ``d > 0``, contradicted = ``d < 0``.
+    * ``"equivalent"``: reproduced = ``-margin < d < margin``, contradicted = ``d > margin`` or ``d < -margin``.
+
+    Example:
+        >>> tail_pvalues(np.linspace(0.01, 0.03, 100), "equivalent", 0.05)
+        (0.0, 1.0)
+        >>> tail_pvalues(np.r_[-1.0, np.ones(99)], "above")
+        (0.02, 1.0)
+    """
+    d = np.asarray(samples, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan"), float("nan")
+
+    def p(n_wrong):
+        return float(min(1.0, 2 * n_wrong / d.size))
+
+    if kind == "above":
+        return p(np.sum(d <= 0)), p(np.sum(d >= 0))
+    if kind == "equivalent":
+        return (max(p(np.sum(d <= -margin)), p(np.sum(d >= margin))),
+                min(p(np.sum(d <= margin)), p(np.sum(d >= -margin))))
+    raise ValueError(f"kind must be 'above' or 'equivalent'; got {kind!r}")
 
 
 def delong_covariance(y_true, scores) -> tuple[np.ndarray, np.ndarray]:

@@ -258,17 +258,6 @@ class Evaluation:
             self._write(t, "table4_segmenters_by_seed.csv")
         return t
 
-    def convergence(self, save: bool = True) -> pd.DataFrame:
-        """Whether each evaluated run's validation curve had flattened when training ended
-        (:func:`endolib.training.curves.convergence`) -> ``convergence.csv``."""
-        from endolib.training.curves import convergence_table
-
-        t = convergence_table(self.paths.runs, list(self.classifiers) + list(self.segmenters))
-        t = t[t["seed"].isin(self.seeds)].reset_index(drop=True)
-        if save:
-            self._write(t, "convergence.csv")
-        return t
-
     def pairwise(self, save: bool = True) -> pd.DataFrame:
         """Two-level paired bootstrap tests (Holm per metric) for every model pair; DeLong per seed for AUROC."""
         parts = []

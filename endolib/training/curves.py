@@ -53,9 +53,15 @@ def convergence(history: pd.DataFrame) -> dict:
     return {"epochs": epochs, "best_epoch": best, "last_range": last_range, "flattened": flat}
 
 
-def convergence_table(runs_dir: str | Path, models) -> pd.DataFrame:
+def convergence_table(runs_dir: str | Path, models, seeds=None, save_to: str | Path | None = None) -> pd.DataFrame:
     """:func:`convergence` of every finished run ``runs_dir/<model>/seed<s>/`` of ``models`` (chosen trial):
     columns ``model, seed, epochs, best_epoch, last_range, flattened``.
+
+    Args:
+        runs_dir: the profile's runs folder (``paths(profile).runs``).
+        models: registry names.
+        seeds: training seeds to include (None: every finished one).
+        save_to: a results folder: also write ``convergence.csv`` there.
 
     Example:
         >>> convergence_table("/nonexistent", ["unet"]).empty
@@ -63,11 +69,16 @@ def convergence_table(runs_dir: str | Path, models) -> pd.DataFrame:
     """
     rows = []
     for model in models:
-        for sd, (history, config) in load_learning_curves(Path(runs_dir) / model).items():
+        for sd, (history, config) in load_learning_curves(Path(runs_dir) / model, seeds).items():
             chosen = next((t for t in config.get("trials", []) if t.get("chosen")), {"trial": 0})
             rows.append({"model": model, "seed": sd,
                          **convergence(history[history["trial"] == int(chosen["trial"])])})
-    return pd.DataFrame(rows, columns=["model", "seed", "epochs", "best_epoch", "last_range", "flattened"])
+    table = pd.DataFrame(rows, columns=["model", "seed", "epochs", "best_epoch", "last_range", "flattened"])
+    if save_to is not None:
+        from endolib.repro import write_table
+
+        write_table(table, Path(save_to) / "convergence.csv")
+    return table
 
 
 def save_learning_curves(settings: TrainSettings, seeds=None) -> Path | None:

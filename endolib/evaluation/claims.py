@@ -452,12 +452,15 @@ def summarise_claims(claims: pd.DataFrame | str, profile: str | Profile | None =
         claims: the DataFrame of :func:`paper_claims` or the path of a saved ``paper_claims.csv``.
         profile: named in the first line.
 
+    An undecided claim's line ends with its ``power_note`` (how many seeds or test frames would decide it).
+
     Example:
         >>> t = pd.DataFrame({"claim": ["x"], "verdict": ["inconclusive"], "our_estimate": [0.1],
-        ...                   "our_ci_lo": [-0.05], "our_ci_hi": [0.2], "metric": ["dsc"], "n_seeds": [3]})
+        ...                   "our_ci_lo": [-0.05], "our_ci_hi": [0.2], "metric": ["dsc"], "n_seeds": [5],
+        ...                   "power_note": ["8 seeds would reproduce it"]})
         >>> print(summarise_claims(t, "quick"))
-        Paper claims on the quick phantom (3 training seeds): 0 reproduced, 0 contradicted, 1 inconclusive.
-        - x: **inconclusive** (dsc 0.10, 95% CI -0.05 to 0.20)
+        Paper claims on the quick phantom (5 training seeds): 0 reproduced, 0 contradicted, 1 inconclusive.
+        - x: **inconclusive** (dsc 0.10, 95% CI -0.05 to 0.20); power: 8 seeds would reproduce it
     """
     if not isinstance(claims, pd.DataFrame):
         claims = pd.read_csv(claims)
@@ -475,6 +478,9 @@ def summarise_claims(claims: pd.DataFrame | str, profile: str | Profile | None =
             what = f" ({label} {r['our_estimate']:.1f})"
         else:
             what = ""
+        note = r.get("power_note")
+        if r["verdict"] == "inconclusive" and isinstance(note, str) and note:
+            what += f"; power: {note}"
         lines.append(f"- {r['claim']}: **{r['verdict']}**{what}")
     return "\n".join(lines)
 

@@ -22,10 +22,18 @@ def publish(argv: list[str]) -> int:
     return publish_main(argv)
 
 
+def compare(argv: list[str]) -> int:
+    from endolib.study.compare import compare_main
+
+    return compare_main(argv)
+
+
 #: (words) -> (help, entry): every entry parses its own arguments, ``--help`` included.
 COMMANDS = {
     ("site",): ("build the study's website from the executed notebooks (endolib.study.site)", site),
     ("cards",): ("rewrite docs/model_card.md and the data card's Table 1 from results/PROFILE/ (endolib.study.cards)",
                  cards),
+    ("compare",): ("verdicts and estimates of another run of the study (other numerics, another CPU) against "
+                   "results/PROFILE/ (endolib.study.compare)", compare),
     ("publish",): ("copy the executed notebooks of runs/PROFILE/ to study/, stripped (endolib.study.strip)", publish),
 }

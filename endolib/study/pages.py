@@ -166,9 +166,52 @@ def study_times(res: Path, profile: str) -> str:
     return "\n".join(lines)
 
 
+def training_line(res: Path, profile: str) -> str:
+    """README: how many runs had flattened when training stopped (``convergence.csv``, the rule of
+    :func:`endolib.training.curves.convergence`) and the largest across-seed SD of the headline test metrics
+    (``table3_classifiers.csv`` AUROC, ``table4_segmenters.csv`` DSC)."""
+    conv = res / "convergence.csv"
+    if not conv.is_file():
+        return f"No `{conv.name}` yet: run `make paper`."
+    c = pd.read_csv(conv)
+    flat = c["flattened"].astype(str).str.lower().eq("true")
+    parts = [f"Training: {int(flat.sum())} of {len(c)} runs ({c['model'].nunique()} models x "
+             f"{c['seed'].nunique()} training seeds) had flattened when they stopped (validation metric within "
+             f"0.01 over the last 3 epochs, or best epoch 3 or more before the last)"]
+    for name, metric in (("table3_classifiers.csv", "auroc"), ("table4_segmenters.csv", "dsc")):
+        if (res / name).is_file():
+            t = pd.read_csv(res / name).set_index("model")[f"{metric}_seed_sd"].astype(float)
+            parts.append(f"largest across-seed SD of test {metric.upper()} {t.max():.3f} ({t.idxmax()}), "
+                         f"{int((t <= 0.02).sum())} of {len(t)} models at most 0.02")
+    if not flat.all():
+        parts.append("still moving: " + ", ".join(f"{m} seed {s}" for m, s in c.loc[~flat, ["model", "seed"]]
+                                                  .itertuples(index=False)))
+    return "; ".join(parts) + "."
+
+
+def numerics_line(res: Path, profile: str) -> str:
+    """README: whether the study under other floating-point numerics reached the same verdicts
+    (``other_numerics.json`` of ``python -m endolib compare``) and how far its estimates moved."""
+    s = _read_json(res / "other_numerics.json")
+    if not s:
+        return (f"No `other_numerics.json` yet: rerun the study under other numerics and compare it "
+                f"(`python -m endolib compare OTHER/results/{profile} --label ...`, docs/reproducibility.md).")
+    env = s.get("other_environment", {})
+    where = f" on {env['cpu']}" if env.get("cpu") else ""
+    text = (f"Other numerics: the whole study rerun with {s['other']}{where} reached {s['same_verdicts']} of "
+            f"{s['claims']} identical verdicts" + (f" (changed: {'; '.join(s['changed'])})" if s["changed"] else "")
+            + f"; claim estimates moved by at most {s['max_estimate_moved']:.3f}")
+    moves = [f"test {t['metric'].upper()} by at most {t['max_moved']:.3f} ({t['model_max_moved']}, "
+             f"{t['outside_our_ci']} of {t['models']} outside our 95% CI)"
+             for t in s.get("tables", []) if t["metric"] in ("auroc", "dsc")]
+    return text + ("; " + ", ".join(moves) if moves else "") + "."
+
+
 #: block name -> (page, renderer(results_dir, profile))
 BLOCKS: dict[str, tuple[str, Callable[[Path, str], str]]] = {
     "claims": ("README.md", claims_block),
+    "training": ("README.md", training_line),
+    "other-numerics": ("README.md", numerics_line),
     "realtime-line": ("README.md", realtime_line),
     "realtime-table": ("docs/realtime.md", realtime_table),
     "realtime-seeds": ("docs/realtime.md", realtime_seeds),

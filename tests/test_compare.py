@@ -1,0 +1,50 @@
+"""Two runs of the study side by side (endolib.study.compare): identical verdicts are counted, a changed verdict is
+named, and the estimates' moves are measured against our CIs."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from endolib.config import paths
+from endolib.study.compare import compare_studies
+from endolib.study.pages import render_block
+
+
+@pytest.fixture()
+def two_runs(tmp_path):
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    for d in (ours, other):
+        shutil.copytree(paths("quick").results, d)
+    return ours, other
+
+
+def test_the_same_results_compare_identical(two_runs):
+    ours, other = two_runs
+    s = compare_studies(ours, other, "nothing", save=False)["summary"]
+    assert s["same_verdicts"] == s["claims"] and s["changed"] == [] and s["max_estimate_moved"] == 0.0
+    assert all(t["max_moved"] == 0 and t["outside_our_ci"] == 0 for t in s["tables"])
+
+
+def test_a_changed_verdict_and_moved_estimates_are_reported(two_runs):
+    ours, other = two_runs
+    claims = pd.read_csv(other / "paper_claims.csv")
+    flipped = claims.loc[0, "claim"]
+    claims.loc[0, "verdict"] = "contradicted" if claims.loc[0, "verdict"] != "contradicted" else "reproduced"
+    claims.loc[0, "our_estimate"] += 0.25
+    claims.to_csv(other / "paper_claims.csv", index=False)
+    t4 = pd.read_csv(other / "table4_segmenters.csv")
+    t4.loc[0, "dsc"] = t4.loc[0, "dsc_hi"] + 0.1
+    t4.to_csv(other / "table4_segmenters.csv", index=False)
+    out = compare_studies(ours, other, "ATEN_CPU_CAPABILITY=default")
+    s = out["summary"]
+    assert s["changed"] == [flipped] and s["same_verdicts"] == s["claims"] - 1
+    assert s["max_estimate_moved"] == pytest.approx(0.25)
+    dsc = out["tables"].set_index("metric").loc["dsc"]
+    assert dsc["outside_our_ci"] == 1 and dsc["model_max_moved"] == t4.loc[0, "model"]
+    line = render_block("other-numerics", "quick", ours)
+    assert "ATEN_CPU_CAPABILITY=default" in line and flipped in line
+
+
+def test_results_folders_that_are_not_a_study_are_refused(tmp_path, two_runs):
+    with pytest.raises(FileNotFoundError, match="paper_claims.csv"):
+        compare_studies(two_runs[0], tmp_path / "nothing", "x", save=False)

@@ -26,7 +26,7 @@ from endolib.evaluation.claims import deployable_accuracy, summarise_claims
 __all__ = ["PAGES", "BLOCKS", "render_block", "replace_block", "page_blocks", "write_pages", "stale_pages"]
 
 #: Pages with rendered blocks (repository paths).
-PAGES = ("README.md", "docs/realtime.md", "docs/paper_protocol.md")
+PAGES = ("README.md", "docs/realtime.md", "docs/paper_protocol.md", "docs/training.md")
 #: Widths below 1 are distilled students; their label in the tables.
 _WIDTH_LABEL = {1.0: "1 (paper)", 0.5: "1/2", 0.25: "1/4", 0.125: "1/8"}
 _PATH_LABEL = {("fp32", "torch"): "fp32 eager", ("fp32", "onnxruntime"): "fp32 ONNX Runtime",
@@ -207,6 +207,24 @@ def numerics_line(res: Path, profile: str) -> str:
     return text + ("; " + ", ".join(moves) if moves else "") + "."
 
 
+def train_throughput(res: Path, profile: str) -> str:
+    """docs/training.md: images/s of the training loop against the bare step per model (``train_throughput.csv`` of
+    ``python -m endolib bench train --save``)."""
+    path = res / "train_throughput.csv"
+    if not path.is_file():
+        return f"No `{path.name}` yet: run `python -m endolib bench train --profile {profile} --save`."
+    t = pd.read_csv(path)
+    env = _read_json(res / "train_throughput_environment.json").get("environment", {})
+    lines = [f"Measured on {env.get('cpu', 'an unrecorded CPU')} ({env.get('cpu_capability', '?')} kernels), "
+             f"{int(t['threads'].iloc[0])} torch thread(s), profile `{profile}`, one epoch of each model on its "
+             f"training frames:", "",
+             "| model | input px | batch | images/epoch | loop img/s | bare step img/s | loop's own share | "
+             "validation s | s/epoch |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.arch} | {r.input_size} | {r.batch_size} | {r.images} | {r.loop_img_s:.1f} | {r.step_img_s:.1f} | "
+              f"{r.loop_share:.0%} | {r.val_s:.2f} | {r.epoch_s:.1f} |" for r in t.itertuples()]
+    return "\n".join(lines)
+
+
 #: block name -> (page, renderer(results_dir, profile))
 BLOCKS: dict[str, tuple[str, Callable[[Path, str], str]]] = {
     "claims": ("README.md", claims_block),
@@ -216,6 +234,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Path, str], str]]] = {
     "realtime-table": ("docs/realtime.md", realtime_table),
     "realtime-seeds": ("docs/realtime.md", realtime_seeds),
     "study-times": ("docs/paper_protocol.md", study_times),
+    "train-throughput": ("docs/training.md", train_throughput),
 }
 
 

@@ -49,7 +49,7 @@ TABLES = {
 DOCS = {"docs/model_card.md": "model_card", "docs/data_card.md": "data_card", "docs/layout.md": "layout",
         "docs/architecture.md": "architecture", "docs/statistics.md": "statistics", "docs/realtime.md": "realtime",
         "docs/paper_protocol.md": "paper_protocol", "docs/reproducibility.md": "reproducibility",
-        "docs/data_import.md": "data_import", "docs/site.md": "site"}
+        "docs/data_import.md": "data_import", "docs/training.md": "training", "docs/site.md": "site"}
 _WIDGET_MIMES = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
 
 

@@ -111,6 +111,14 @@ def _manifest_all_train(tmp):
     return {**kw, "manifest": man}, None
 
 
+def _manifest_names_no_frame(tmp):
+    kw = folders_kw(tmp, group_pattern=None)
+    wrong, right = tmp / "wrong.csv", tmp / "right.csv"
+    pd.DataFrame({"patient_id": ["A", "B"], "operation_id": ["OPA", "OPB"]}).to_csv(wrong, index=False)
+    pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "operation_id": ["P1", "P2", "P3"]}).to_csv(right, index=False)
+    return {**kw, "manifest": wrong}, {"manifest": right}
+
+
 def _every_image_unreadable(tmp):
     kw = folders_kw(tmp)
     for i, f in enumerate(sorted(Path(kw["images_dir"]).glob("*.png"))):
@@ -130,6 +138,8 @@ def _every_video_unreadable(tmp):
 
 FAILS = {  # case: (build, message pattern, a file or name the message must show)
     "group_pattern matches no file": (_pattern_matches_nothing, r"no frame left after grouping.*'P1_f0'", "patient"),
+    "manifest names no frame's operation": (_manifest_names_no_frame, r"no frame left after grouping.*'P1_f0'.*OPA",
+                                            "P1_f0"),
     "wrong mask_suffix (no mask pairs)": (_wrong_mask_suffix, r"none of the 6 image\(s\) pairs.*looked for .*"
                                           r"P1_f0_mask\.png.*named P1_f0_seg\.png.*fix: mask_suffix='_seg'",
                                           "P1_f0.png"),

@@ -9,7 +9,8 @@ Every later notebook reads the prepared dataset of ``docs/layout.md`` (``index.c
 * ``labelme``: a folder of frames with LabelMe JSON files (polygons, rectangles, circles and masks; several
   shapes per frame are united; a frame without JSON, or whose JSON has no shape, is a negative);
 * ``folders``: an image folder and a mask folder paired by file stem (``mask_suffix`` such as ``"_mask"``);
-  masks as PNG 0/1 or 0/255, JPEG with compression noise (foreground = above half the range), 1 or 3 channels;
+  masks as PNG 0/1 or 0/255, JPEG with compression noise (foreground = above half the range), 1 or 3 channels,
+  8 or 16 bit (read on their actual value range); a grey mask is skipped unless ``mask_threshold`` is set;
 * ``video``: surgical recordings; frames are extracted every ``interval_s`` seconds into a folder to be
   annotated with LabelMe, then imported as ``labelme``.
 
@@ -20,7 +21,9 @@ neither, a patient-level split is impossible and the split is by file (with a lo
 ``split`` column the split is drawn at patient level with the paper's proportion (6 of 28 patients in test).
 
 Nothing is dropped silently: every skipped file and every repair (clipped points, EXIF mismatch, a mask
-without image...) is a row of ``report.csv`` with the file and the reason.
+without image...) is a row of ``report.csv`` with the file and the reason. An import that would give an unusable
+dataset (no frame left after grouping, masks that pair with no image, no frame with tissue, a split without
+patient) raises before anything is written (the bad inputs: ``docs/data_import.md``).
 
 Example:
     >>> prep = prepare_dataset("phantom", profile="smoke", progress=False)   # doctest: +SKIP

@@ -91,7 +91,8 @@ def assign_groups(frames: Sequence[Frame], manifest: pd.DataFrame | None = None,
     (``OP03/...`` or ``OP03_...``; the longest id wins), or to the row whose ``image`` column names it.
     ``group_pattern`` is a regular expression searched in the frame's relative path (``/`` separators):
     named groups ``patient`` and optionally ``operation``, or one unnamed group for the patient.
-    Frames that match nothing are skipped (reported).
+    Frames that match nothing are skipped (reported); when no frame matches, ``ValueError`` shows two paths and
+    the pattern (or the manifest's operations).
 
     Returns:
         One row per kept frame: ``rel, patient_id, operation_id, procedure, level, age, sex, split``
@@ -135,7 +136,29 @@ def assign_groups(frames: Sequence[Frame], manifest: pd.DataFrame | None = None,
     else:
         rows = [{"rel": f.rel, "patient_id": "", "operation_id": "", "procedure": "", "level": "", "age": "",
                  "sex": "", "split": ""} for f in frames]
+    if frames and not rows:
+        raise ValueError(_no_group_message(frames, manifest, group_pattern))
     return pd.DataFrame(rows, columns=["rel"] + MANIFEST_COLUMNS)
+
+
+def _no_group_message(frames: Sequence[Frame], manifest: pd.DataFrame | None, group_pattern: str | None) -> str:
+    """No frame found its patient: two file names, the pattern or the manifest's operations, and a fix.
+
+    Example:
+        >>> f = [Frame(r, f"/d/{r}.png", np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1), bool)) for r in ("a1", "b2")]
+        >>> print(_no_group_message(f, None, "(?P<patient>P.)"))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        no frame left after grouping: group_pattern '(?P<patient>P.)' matches none of the 2 frame paths,
+        e.g. 'a1', 'b2'; fix: ...
+    """
+    ex = ", ".join(repr(f.rel) for f in frames[:2])
+    if manifest is not None:
+        ops = ", ".join(manifest["operation_id"].astype(str).tolist()[:4])
+        return (f"no frame left after grouping: none of the {len(frames)} frame paths (e.g. {ex}) names an "
+                f"operation_id of the manifest ({ops}...) as a folder or a file-name prefix; fix: name the folders "
+                f"(or file-name starts) after the manifest's operation_id, or add an 'image' column")
+    return (f"no frame left after grouping: group_pattern {group_pattern!r} matches none of the {len(frames)} frame "
+            f"paths, e.g. {ex}; fix: a regular expression searched in these paths (relative, '/' separators, no "
+            f"extension), e.g. r'^(?P<patient>[^/_]+)' for the name's start")
 
 
 def _strip_ext(v: str) -> str:

@@ -172,12 +172,14 @@ def _labelme_frame(key: str, img_path: Path | None, js_path: Path | None, labels
 
 
 def import_folders(images_dir: str | Path, masks_dir: str | Path | None = None, mask_suffix: str = "",
-                   report: ImportReport | None = None, progress: bool = False) -> list[Frame]:
+                   report: ImportReport | None = None, progress: bool = False,
+                   mask_threshold: float | None = None) -> list[Frame]:
     """Import an image folder and a mask folder, paired by relative path and stem (``<stem><mask_suffix>``).
 
     An image without mask is a negative (reported); a mask without image is skipped (reported). A mask must
     have its image's size; a mask that fits only the image's unrotated pixels (EXIF) is rotated like the image
-    (reported); any other size mismatch skips the frame.
+    (reported); any other size mismatch skips the frame, and so does a mask that is not binary (grey values,
+    see :func:`endolib.data.readers.read_mask`) unless ``mask_threshold`` is set on purpose.
 
     Args:
         images_dir: images (searched recursively).
@@ -185,6 +187,11 @@ def import_folders(images_dir: str | Path, masks_dir: str | Path | None = None, 
         mask_suffix: what follows the image stem in a mask's stem, e.g. ``"_mask"``.
         report: collects skipped files and warnings.
         progress: tqdm bar.
+        mask_threshold: binarise grey masks above this fraction of their value range (0-1); default: refuse them.
+
+    Raises:
+        ValueError: masks exist but none pairs with an image (the message shows an image, the mask names looked
+            for and some that exist).
     """
     from tqdm.auto import tqdm
 
@@ -213,20 +220,22 @@ def import_folders(images_dir: str | Path, masks_dir: str | Path | None = None, 
             continue
         mask_by_key[key] = m
         mask_by_stem.setdefault(Path(key).name, []).append(key)
+    pairs = [(p, _rel_key(p, img_root)) for p in images]
+    pairs = [(p, key, _mask_key(key, mask_by_key, mask_by_stem)) for p, key in pairs]
+    if pairs and (masks or same) and all(mkey is None for _, _, mkey in pairs):
+        raise ValueError(_unpaired_message(img_root, mask_root, pairs[0][0], pairs[0][1], mask_suffix,
+                                           masks, len(pairs)))
     used, frames = set(), []
-    for img_path in tqdm(images, desc="importing folders", disable=not progress, leave=False):
-        key = _rel_key(img_path, img_root)
-        mkey = key if key in mask_by_key else None
-        if mkey is None and len(mask_by_stem.get(Path(key).name, [])) == 1:
-            mkey = mask_by_stem[Path(key).name][0]
+    for img_path, key, mkey in tqdm(pairs, desc="importing folders", disable=not progress, leave=False):
+        if mkey is not None:  # paired, even if the image or the mask then turns out unreadable
+            used.add(mkey)
         try:
             image = read_image(img_path)
             if mkey is None:
                 report.warn(img_path, "no mask found; used as a frame without neural tissue")
                 mask = np.zeros(image.shape[:2], bool)
             else:
-                used.add(mkey)
-                mask = _paired_mask(mask_by_key[mkey], img_path, image, report)
+                mask = _paired_mask(mask_by_key[mkey], img_path, image, report, mask_threshold)
         except (ValueError, FileNotFoundError) as e:
             report.skip(img_path, str(e))
             continue
@@ -238,11 +247,61 @@ def import_folders(images_dir: str | Path, masks_dir: str | Path | None = None, 
     return frames
 
 
-def _paired_mask(mask_path: Path, img_path: Path, image: np.ndarray, report: ImportReport) -> np.ndarray:
-    mask = read_mask(mask_path, report=report)
+def _mask_key(key: str, mask_by_key: dict, mask_by_stem: dict) -> str | None:
+    """The mask paired with image ``key``: same relative path, else the only mask with its stem."""
+    if key in mask_by_key:
+        return key
+    same_stem = mask_by_stem.get(Path(key).name, [])
+    return same_stem[0] if len(same_stem) == 1 else None
+
+
+def _unpaired_message(img_root: Path, mask_root: Path, img_path: Path, key: str, mask_suffix: str,
+                      masks: list[Path], n_images: int) -> str:
+    """Why no image found its mask: one image, the names looked for, some that exist, and a fix.
+
+    Example:
+        >>> print(_unpaired_message(Path("im"), Path("mk"), Path("im/a.png"), "a", "_mask", [Path("mk/a_seg.png")], 1))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        im: none of the 1 image(s) pairs with one of the 1 mask file(s) in mk (mask_suffix='_mask'); for a.png it
+        looked for mk/a_mask.png (or .jpg, .tif, ...), or a_mask.* in a subfolder; masks there are named
+        a_seg.png; fix: mask_suffix='_seg'
+    """
+    names = [m.relative_to(mask_root).as_posix() for m in masks]
+    ex = ", ".join(names[:3]) + (f" ... ({len(names)} in all)" if len(names) > 3 else "")
+    guess = _guess_suffix([Path(key).name], [m.stem for m in masks])
+    fix = (f"mask_suffix={guess!r}" if guess is not None and guess != mask_suffix else
+           "set mask_suffix to what follows the image's name in its mask's name ('' when they are named alike), "
+           "or point masks_dir at the masks")
+    if not masks:
+        return (f"{mask_root}: no file ends with mask_suffix {mask_suffix!r}, so no image has a mask (files there: "
+                f"{', '.join(p.name for p in _list_images(mask_root)[:3])}); fix: set mask_suffix to what ends the "
+                f"masks' names, or give masks_dir")
+    return (f"{img_root}: none of the {n_images} image(s) pairs with one of the {len(masks)} mask file(s) in "
+            f"{mask_root} (mask_suffix={mask_suffix!r}); for {img_path.name} it looked for "
+            f"{mask_root / (key + mask_suffix)}.png (or .jpg, .tif, ...), or {Path(key).name}{mask_suffix}.* in a "
+            f"subfolder; masks there are named {ex}; fix: {fix}")
+
+
+def _guess_suffix(image_stems: list[str], mask_stems: list[str]) -> str | None:
+    """What follows an image stem in a mask stem, when some mask starts with some image's stem.
+
+    Example:
+        >>> _guess_suffix(["a", "b"], ["b_seg", "c"])
+        '_seg'
+    """
+    for ms in mask_stems:
+        for st in image_stems:
+            if ms.startswith(st):
+                return ms[len(st):]
+    return None
+
+
+def _paired_mask(mask_path: Path, img_path: Path, image: np.ndarray, report: ImportReport,
+                 threshold: float | None = None) -> np.ndarray:
+    mask = read_mask(mask_path, report=report, threshold=threshold)
     if mask.shape == image.shape[:2]:
         return mask
-    raw_mask = read_mask(mask_path, exif=False)
+    raw_mask = read_mask(mask_path, exif=False, threshold=threshold)
     orient = _exif_orientation(_open(img_path))
     if orient != 1 and raw_mask.shape == read_image(img_path, exif=False).shape[:2]:
         rotated = np.asarray(ImageOps.exif_transpose(_with_orientation(raw_mask, orient)), dtype=bool)
@@ -289,7 +348,6 @@ def extract_frames(video: str | Path, out_dir: str | Path, interval_s: float, re
     if interval_s <= 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s}")
     target = Path(out_dir) / video.stem
-    target.mkdir(parents=True, exist_ok=True)
     out = []
     try:
         with av.open(str(video)) as container:
@@ -306,12 +364,13 @@ def extract_frames(video: str | Path, out_dir: str | Path, interval_s: float, re
                     t = next_t
                     png = target / f"{frame_name(video.stem, t)}.png"
                     if not png.exists():
+                        target.mkdir(parents=True, exist_ok=True)  # only once a frame is decoded
                         frame.to_image().convert("RGB").save(png)
                     out.append((png, t))
                     while next_t - half <= frame.time + 1e-9:
                         next_t += interval_s
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        msg = str(e) if str(video) in str(e) else f"{video}: cannot read video ({e})"
+        msg = str(e) if str(e).startswith(str(video)) else f"{video}: cannot read video ({e})"
         if report is None:
             raise ValueError(msg) from None
         report.skip(video, msg)
@@ -323,7 +382,8 @@ def import_video(video_dir: str | Path, frames_dir: str | Path, interval_s: floa
     """Extract frames from every video of ``video_dir`` into ``frames_dir`` and import that folder as LabelMe.
 
     Raises:
-        ValueError: no frame has a LabelMe annotation yet -- the message says where to annotate.
+        ValueError: no video could be read (the message names each file and why), or no frame has a LabelMe
+            annotation yet (the message says where to annotate, and names the videos that could not be read).
     """
     from tqdm.auto import tqdm
 
@@ -332,13 +392,22 @@ def import_video(video_dir: str | Path, frames_dir: str | Path, interval_s: floa
     videos = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not videos:
         raise FileNotFoundError(f"{root}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-    n = 0
+    n, unreadable = 0, []
     for v in tqdm(videos, desc="extracting frames", disable=not progress, leave=False):
-        n += len(extract_frames(v, frames_dir, interval_s, report=report))
+        before = len(report.rows)
+        got = extract_frames(v, frames_dir, interval_s, report=report)
+        n += len(got)
+        if not got:
+            unreadable.append(report.rows[-1]["reason"] if len(report.rows) > before else f"{v}: no frame decoded")
+    if unreadable and n == 0:
+        raise ValueError(f"{root}: no frame could be extracted from the {len(videos)} video file(s): "
+                         f"{'; '.join(unreadable[:3])}; fix: convert them to mp4 (H.264), e.g. ffmpeg -i IN OUT.mp4, "
+                         f"or remove the files that are not videos")
     frames_dir = Path(frames_dir)
-    if not any(frames_dir.rglob("*.json")):
-        raise ValueError(f"{frames_dir}: {n} frames extracted from {len(videos)} video(s) every {interval_s:g} s, "
-                         f"but none is annotated yet. Draw the neural tissue with LabelMe (polygons; JSON saved "
-                         f"beside each frame), then run again (source='video' or source='labelme', "
+    if not frames_dir.is_dir() or not any(frames_dir.rglob("*.json")):
+        skipped = f" ({len(unreadable)} unreadable: {'; '.join(unreadable[:3])})" if unreadable else ""
+        raise ValueError(f"{frames_dir}: {n} frames extracted from {len(videos)} video(s) every {interval_s:g} s"
+                         f"{skipped}, but none is annotated yet. Draw the neural tissue with LabelMe (polygons; JSON "
+                         f"saved beside each frame), then run again (source='video' or source='labelme', "
                          f"labelme_dir='{frames_dir}'). A frame left without JSON counts as a negative.")
     return import_labelme(frames_dir, labels=labels, report=report, progress=progress)

@@ -9,7 +9,8 @@ Every later notebook reads the prepared dataset of ``docs/layout.md`` (``index.c
 * ``labelme``: a folder of frames with LabelMe JSON files (polygons, rectangles, circles and masks; several
   shapes per frame are united; a frame without JSON, or whose JSON has no shape, is a negative);
 * ``folders``: an image folder and a mask folder paired by file stem (``mask_suffix`` such as ``"_mask"``);
-  masks as PNG 0/1 or 0/255, JPEG with compression noise (foreground = above half the range), 1 or 3 channels;
+  masks as PNG 0/1 or 0/255, JPEG with compression noise (foreground = above half the range), 1 or 3 channels,
+  8 or 16 bit (read on their actual value range); a grey mask is skipped unless ``mask_threshold`` is set;
 * ``video``: surgical recordings; frames are extracted every ``interval_s`` seconds into a folder to be
   annotated with LabelMe, then imported as ``labelme``.
 
@@ -20,7 +21,9 @@ neither, a patient-level split is impossible and the split is by file (with a lo
 ``split`` column the split is drawn at patient level with the paper's proportion (6 of 28 patients in test).
 
 Nothing is dropped silently: every skipped file and every repair (clipped points, EXIF mismatch, a mask
-without image...) is a row of ``report.csv`` with the file and the reason.
+without image...) is a row of ``report.csv`` with the file and the reason. An import that would give an unusable
+dataset (no frame left after grouping, masks that pair with no image, no frame with tissue, a split without
+patient) raises before anything is written (the bad inputs: ``docs/data_import.md``).
 
 Example:
     >>> prep = prepare_dataset("phantom", profile="smoke", progress=False)   # doctest: +SKIP
@@ -104,11 +107,16 @@ def prepare_dataset(source: str = "phantom", output_dir: str | Path | None = Non
                     images_dir=None, masks_dir=None, mask_suffix: str = "", labelme_dir=None, video_dir=None,
                     manifest=None, group_pattern: str | None = None, interval_s: float | None = None,
                     seed: int | None = None, profile="smoke", labels: Sequence[str] | None = None,
-                    overwrite: bool = False, progress: bool = True) -> PreparedDataset:
+                    overwrite: bool = False, progress: bool = True,
+                    mask_threshold: float | None = None) -> PreparedDataset:
     """Write the canonical prepared dataset (docs/layout.md) from one source; the parameters of notebook 01.
 
     A folder that already holds a dataset prepared with the same parameters (and unchanged input files) is
     reused; one prepared with other parameters raises ``FileExistsError`` unless ``overwrite=True``.
+
+    An import that would give an unusable dataset raises ``ValueError`` naming the cause and the fix before
+    anything is written (no frame left after grouping, masks that pair with no image, no frame with tissue, a
+    split without patient), so the corrected rerun needs no ``overwrite``; an existing dataset is kept.
 
     Args:
         source: ``phantom``, ``labelme``, ``folders`` or ``video``.
@@ -126,6 +134,8 @@ def prepare_dataset(source: str = "phantom", output_dir: str | Path | None = Non
         labels: LabelMe labels that mark neural tissue (default: all).
         overwrite: replace a dataset prepared with other parameters.
         progress: progress bars and messages.
+        mask_threshold: ``folders``: binarise grey masks above this fraction of their value range (0-1), set on
+            purpose; by default a mask with many mid-grey pixels is skipped (``report.csv`` says what was seen).
 
     Example:
         >>> prep = prepare_dataset("phantom", profile="smoke", progress=False)   # doctest: +SKIP
@@ -147,6 +157,8 @@ def prepare_dataset(source: str = "phantom", output_dir: str | Path | None = Non
     out = Path(output_dir)
     params = _prepare_params(source, prof, seed, images_dir, masks_dir, mask_suffix, labelme_dir, video_dir, manifest,
                              group_pattern, interval_s, labels, out)
+    if mask_threshold is not None:  # only when set, so datasets prepared before this parameter are still reused
+        params["mask_threshold"] = float(mask_threshold)
     messages = []
 
     def say(msg: str) -> None:
@@ -172,16 +184,18 @@ def prepare_dataset(source: str = "phantom", output_dir: str | Path | None = Non
     if source in ("phantom", "labelme"):
         frames = import_labelme(params["labelme_dir"], labels=labels, report=report, progress=progress)
     elif source == "folders":
-        frames = import_folders(images_dir, masks_dir, mask_suffix=mask_suffix, report=report, progress=progress)
+        frames = import_folders(images_dir, masks_dir, mask_suffix=mask_suffix, report=report, progress=progress,
+                                mask_threshold=mask_threshold)
     else:
         frames = import_video(video_dir, params["labelme_dir"], interval_s, labels=labels, report=report,
                               progress=progress)
     if not frames:
-        raise ValueError(f"no usable frame found for source={source!r} ({report.summary()}): "
-                         + "; ".join(f"{r['file']}: {r['reason']}" for r in report.rows[:5]))
+        raise ValueError(f"{_input_dir(params)}: no usable frame found for source={source!r} ({report.summary()}): "
+                         + "; ".join(f"{r['file']}: {r['reason']}" for r in report.rows[:5])
+                         + "; fix: correct or replace the files named")
     man = read_manifest(manifest) if manifest is not None else None
     groups = assign_groups(frames, man, group_pattern, report)
-    grouped = bool(len(groups)) and bool((groups["patient_id"] != "").all())
+    grouped = man is not None or bool(group_pattern)
     if not grouped:  # every file is its own group, so later patient-grouped steps work per file
         groups["patient_id"] = groups["operation_id"] = groups["rel"].map(frame_id_from_path)
         say("WARNING: no manifest and no group_pattern: patients are unknown, so a patient-level split is "
@@ -189,14 +203,20 @@ def prepare_dataset(source: str = "phantom", output_dir: str | Path | None = Non
             "and test scores will be optimistic. Pass manifest= or group_pattern= to split by patient.")
         warnings.warn("no patient groups: the split is by file, not by patient", stacklevel=2)
     groups["split"] = assign_split(groups, seed=seed)
-    index = _write_dataset(out, frames, groups, report, progress)
-    check_split(index, where=str(out / "index.csv"))
-    rep = report.to_frame()
-    rep.to_csv(out / "report.csv", index=False)
-    save_json({"params": params, "inputs": _fingerprint(params), "complete": True, "grouped": grouped,
-               "counts": {"frames": len(index), "positives": int(index["has_tissue"].sum()),
-                          "skipped": report.n_skipped, "warnings": report.n_warnings},
-               "environment": environment()}, out / "prepare.json")
+    _check_usable(frames, groups, report, _input_dir(params), man)
+    _clear_dataset(out)
+    try:
+        index = _write_dataset(out, frames, groups, report, progress)
+        check_split(index, where=str(out / "index.csv"))
+        rep = report.to_frame()
+        rep.to_csv(out / "report.csv", index=False)
+        save_json({"params": params, "inputs": _fingerprint(params), "complete": True, "grouped": grouped,
+                   "counts": {"frames": len(index), "positives": int(index["has_tissue"].sum()),
+                              "skipped": report.n_skipped, "warnings": report.n_warnings},
+                   "environment": environment()}, out / "prepare.json")
+    except BaseException:  # a half-written dataset would block the rerun: leave none
+        _clear_dataset(out)
+        raise
     if report.rows:
         say(f"import report: {report.summary()} -> {out / 'report.csv'}")
     return PreparedDataset(out, load_index(out), rep, False, grouped, messages)
@@ -283,12 +303,62 @@ def _check_existing(out: Path, params: dict, fingerprint: str, overwrite: bool, 
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: folder exists and is not a prepared dataset; pass overwrite=True to "
                               f"replace its content, or choose another output_dir")
+    return False
+
+
+def _clear_dataset(out: Path) -> None:
+    """Remove a prepared dataset's files (and ``out`` itself when that leaves it empty)."""
     for sub in ("images", "masks"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
     for name in ("index.csv", "report.csv", "prepare.json"):
         (out / name).unlink(missing_ok=True)
-    return False
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _input_dir(params: dict) -> str:
+    """The folder the frames came from, for messages."""
+    key = {"folders": "images_dir", "video": "labelme_dir"}.get(params["source"], "labelme_dir")
+    return str(params.get(key))
+
+
+def _check_usable(frames: Sequence[Frame], groups: pd.DataFrame, report: ImportReport, where: str,
+                  manifest: pd.DataFrame | None) -> None:
+    """Refuse, before anything is written, an import whose dataset could not train or test a model.
+
+    Raises:
+        ValueError: no frame with neural tissue, a split without patient, or a patient in both splits (cause
+            and fix named).
+
+    Example:
+        >>> f = [Frame("a", "/d/a.png", np.zeros((1, 1, 3), np.uint8), np.ones((1, 1), bool))]
+        >>> g = pd.DataFrame({"rel": ["a"], "patient_id": ["P1"], "split": ["train"]})
+        >>> _check_usable(f, g, ImportReport(), "/d", None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: /d: the test split has no patient (all 1 patient(s) are in train: P1); fix: ...
+    """
+    kept = set(groups["rel"])
+    if not any(f.mask.any() for f in frames if f.rel in kept):
+        raise ValueError(f"{where}: none of the {len(kept)} frame(s) has neural tissue (every mask is empty"
+                         f"{_empty_hint(report)}); a study needs frames with tissue to train and score; fix: check "
+                         f"masks_dir and mask_suffix (folders) or labels (LabelMe), and report.csv's lines")
+    for split in _SPLITS:
+        if not (groups["split"] == split).any():
+            pids = sorted(groups["patient_id"].unique())
+            other = "test" if split == "train" else "train"
+            fix = (f"give some patients split={split!r} in the manifest" if manifest is not None
+                   and (manifest["split"] != "").all() else
+                   "at least 2 patients are needed: check group_pattern or the manifest's patient_id")
+            raise ValueError(f"{where}: the {split} split has no patient (all {len(pids)} patient(s) are in "
+                             f"{other}: {', '.join(map(str, pids[:5]))}); fix: {fix}")
+    check_split(groups.rename(columns={"rel": "source"}), where=where)
+
+
+def _empty_hint(report: ImportReport) -> str:
+    no_mask = sum(r["reason"].startswith("no mask found") for r in report.rows)
+    return f"; {no_mask} image(s) had no mask" if no_mask else ""
 
 
 def _write_dataset(out: Path, frames: Sequence[Frame], groups: pd.DataFrame, report: ImportReport,

@@ -95,21 +95,41 @@ def read_image(path: str | Path, exif: bool = True) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def read_mask(path: str | Path, exif: bool = True, report: ImportReport | None = None) -> np.ndarray:
+#: A mask value is "mid-grey" between these fractions of its value range (JPEG ringing stays near 0 and the top).
+MID_GREY = (0.25, 0.75)
+
+#: A mask with more than this share of mid-grey pixels is not a binary mask (grey noise, a probability map, a
+#: photo): it is refused unless a threshold is given on purpose (``mask_threshold``).
+MID_GREY_SHARE = 0.05
+
+
+def read_mask(path: str | Path, exif: bool = True, report: ImportReport | None = None,
+              threshold: float | None = None) -> np.ndarray:
     """Read a binary mask: 0/1 or 0/255 PNG, JPEG with compression noise, 1 or 3 channels, 8 or 16 bit.
 
-    A mask whose values are all 0 or 1 is used as is; otherwise a pixel is foreground when it is above half
-    the range of its type (127 for 8 bit; for several channels, the brightest channel counts).
+    A mask whose values are all 0 or 1 is used as is; otherwise it is read on its actual value range (0-255 when
+    no value exceeds 255, even stored in 16 bit; else 0-65535) and a pixel is foreground above half that range
+    (for several channels, the brightest channel counts). A mask with many mid-grey pixels (more than
+    :data:`MID_GREY_SHARE` of them between :data:`MID_GREY` of the range) is not a mask: ``ValueError`` naming
+    the values seen, unless ``threshold`` binarises it on purpose.
 
     Args:
         path: mask file.
         exif: apply the EXIF orientation tag (as for images).
-        report: where to note a suspicious mask (nonzero values all below half range).
+        report: where to note a suspicious mask (nonzero values all below half range, 16 bit holding 8-bit
+            values, a grey mask binarised at ``threshold``).
+        threshold: foreground above this fraction of the value range (0-1), set on purpose for grey masks
+            (default: half range, and grey masks are refused).
+
+    Raises:
+        ValueError: not a readable image, more than two channels, or a grey mask without ``threshold``.
 
     Example:
         >>> import tempfile, os
         >>> f = os.path.join(tempfile.mkdtemp(), "m.png")
         >>> Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8)).save(f); read_mask(f).astype(int).tolist()
+        [[0, 1], [1, 0]]
+        >>> Image.fromarray(np.array([[0, 255], [255, 0]], np.uint16)).save(f); read_mask(f).astype(int).tolist()
         [[0, 1], [1, 0]]
     """
     img = _open(Path(path))
@@ -117,6 +137,32 @@ def read_mask(path: str | Path, exif: bool = True, report: ImportReport | None =
         img = ImageOps.exif_transpose(img)
     if img.mode == "1":
         return np.asarray(img, dtype=bool)
+    arr = _mask_values(img, path)
+    if arr.size and arr.max() <= 1 and arr.min() >= 0:
+        return arr > 0
+    top = _value_range(arr)
+    grey = _mid_grey_share(arr, top)
+    seen = f"values {arr.min():g}..{arr.max():g} in {arr.dtype}, read on 0-{top:g}, {grey:.0%} mid-grey pixels"
+    if threshold is None and grey > MID_GREY_SHARE:
+        raise ValueError(f"{path}: not a binary mask ({seen}; a mask holds 0 and one foreground value, JPEG "
+                         f"noise stays near them); fix: export it as 0/255 or 0/1 PNG, or pass "
+                         f"mask_threshold=0.5 (a fraction of the range) to binarise it on purpose")
+    cut = top * (0.5 if threshold is None else _check_threshold(threshold))
+    out = arr > cut
+    if report is not None:
+        if threshold is not None and grey > MID_GREY_SHARE:
+            report.warn(path, f"grey mask ({seen}) binarised at mask_threshold={threshold:g} "
+                              f"({out.mean():.0%} foreground)")
+        elif arr.dtype.itemsize > 1 and top == 255:
+            report.warn(path, f"{arr.dtype.itemsize * 8}-bit mask holding 8-bit values ({seen}): read on 0-255")
+        if not out.any() and arr.max() > 0:
+            report.warn(path, f"mask values go up to {arr.max():g} but none is above half range ({cut:g}; {seen}); "
+                              f"read as empty -- is it a 0/1 mask saved with lossy compression?")
+    return out
+
+
+def _mask_values(img: Image.Image, path) -> np.ndarray:
+    """One channel of mask values (the brightest channel of a colour mask)."""
     if img.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
         arr = np.asarray(img.convert("RGB")).max(axis=2)
     elif img.mode in ("LA", "PA"):
@@ -125,14 +171,35 @@ def read_mask(path: str | Path, exif: bool = True, report: ImportReport | None =
         arr = np.asarray(img)
     if arr.ndim != 2:
         raise ValueError(f"{path}: mask has shape {arr.shape}; expected one or three channels")
-    if arr.size and arr.max() <= 1 and arr.min() >= 0:
-        return arr > 0
-    half = np.iinfo(arr.dtype).max / 2 if np.issubdtype(arr.dtype, np.integer) else 0.5
-    out = arr > half
-    if report is not None and not out.any() and arr.max() > 0:
-        report.warn(path, f"mask values go up to {arr.max()} but none is above half range ({half:g}); read as "
-                          f"empty -- is it a 0/1 mask saved with lossy compression?")
-    return out
+    return arr
+
+
+def _value_range(arr: np.ndarray) -> float:
+    """The top of a mask's value range: 1.0 for floats, else 255 or 65535, whichever holds its largest value.
+
+    Example:
+        >>> _value_range(np.array([0, 255], np.uint16)), _value_range(np.array([0, 300], np.uint16))
+        (255, 65535)
+    """
+    if not np.issubdtype(arr.dtype, np.integer):
+        return 1.0
+    peak = int(arr.max()) if arr.size else 0
+    return 255 if peak <= 255 else 65535 if peak <= 65535 else int(np.iinfo(arr.dtype).max)
+
+
+def _mid_grey_share(arr: np.ndarray, top: float) -> float:
+    """Share of pixels between :data:`MID_GREY` of the range ``0..top``."""
+    if not arr.size:
+        return 0.0
+    lo, hi = MID_GREY[0] * top, MID_GREY[1] * top
+    return float(((arr > lo) & (arr < hi)).mean())
+
+
+def _check_threshold(threshold: float) -> float:
+    if not 0 < float(threshold) < 1:
+        raise ValueError(f"mask_threshold must be a fraction of the value range between 0 and 1, got {threshold}; "
+                         f"fix: e.g. mask_threshold=0.5")
+    return float(threshold)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: dict, pts: np.ndarray, size: tuple[int, int],

@@ -26,7 +26,7 @@ def test_per_task_settings_apply_before_overrides():
     from endolib.training.settings import training_settings
 
     q = PROFILES["quick"]
-    assert q.for_task("cls").lr == q.per_task["cls"]["lr"] and q.for_task("seg").lr == q.lr
+    assert q.for_task("cls").lr == q.per_task["cls"]["lr"] and q.for_task("seg").lr == q.per_task["seg"]["lr"]
     assert training_settings("resnet18", "quick").profile.lr == q.per_task["cls"]["lr"]
     assert training_settings("resnet18", "quick", lr=5e-4).profile.lr == 5e-4  # the notebook's value wins
     assert training_settings("unet", "quick").profile.batch_size == q.batch_size

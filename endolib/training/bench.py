@@ -35,6 +35,23 @@ def study_units(profile: Profile) -> dict:
     return {"per_seed": per_seed, "per_model": per_seed * profile.seeds, "study": per_seed * profile.seeds * len(MODELS)}
 
 
+def _train_step(model, opt, x, y, task: str, dice_eps: float, dev, amp=None, scaler=None) -> None:
+    """One timed training step (forward, loss, backward, optimizer), as the benchmarks run it."""
+    from endolib.device import autocast
+
+    with autocast(dev, amp):
+        logits = _forward(model, x, task)
+    loss = _batch_loss(logits.float(), y, task, dice_eps)
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
 def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, warmup: int = 1,
                 device: str | None = None, num_threads: int | None = None) -> dict:
     """Seconds per training epoch of ``arch`` at ``profile`` size on this machine, and the study's cost.
@@ -50,7 +67,6 @@ def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, w
         early stopping ends many units sooner).
     """
     from endolib.device import (
-        autocast,
         autocast_dtype,
         grad_scaler,
         resolve_device,
@@ -71,17 +87,7 @@ def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, w
         torch.randint(0, 2, (p.batch_size,), device=dev).float()
 
     def step():
-        with autocast(dev, amp):
-            logits = _forward(model, x, s.task)
-        loss = _batch_loss(logits.float(), y, s.task, p.dice_eps)
-        opt.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            opt.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+        _train_step(model, opt, x, y, s.task, p.dice_eps, dev, amp, scaler)
 
     for _ in range(warmup):
         step()
@@ -191,10 +197,7 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     collated = [tuple(torch.stack(t) for t in zip(*(ds[i] for i in b))) for b in batches]
 
     def step(x, y):
-        loss = _batch_loss(_forward(model, x, s.task).float(), y, s.task, p.dice_eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _train_step(model, opt, x, y, s.task, p.dice_eps, dev)
 
     model.train()
     step(*collated[0])  # warm-up

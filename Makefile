@@ -51,9 +51,10 @@ figures: setup
 	$(PY) -m endolib figures --profile $(PROFILE)
 
 # The study's website from the executed notebooks of the last `make paper` (nothing is re-executed):
-# runs/$(PROFILE)/site/index.html (docs/site.md).
+# runs/$(PROFILE)/site/index.html (docs/site.md); DATASET=NAME: the study on another prepared dataset,
+# runs/$(PROFILE)/NAME/site/index.html.
 site: setup
-	$(PY) -m endolib site --profile $(PROFILE)
+	$(PY) -m endolib site --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET),)
 
 # Debian's Chromium and its driver for the browser test (needs root; never installed at import time).
 chromium:

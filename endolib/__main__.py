@@ -16,12 +16,14 @@ from endolib.training import commands as training_commands
 
 
 def _cmd_run(args) -> int:
-    from endolib.study.runner import format_summary, run
+    from endolib.study.runner import format_summary, run, study_of, where_outputs_are
 
     extra = {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
-    kw = dict(only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress, force=args.force)
+    study, _ = study_of(args.profile, extra, args.dataset)  # checks --data-dir / --dataset before any work
+    kw = dict(only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress, force=args.force,
+              dataset=args.dataset)
     if args.scheduler == "serial":  # the notebooks train, one unit after another
         results = run(args.profile, **kw)
     else:  # every training unit on Dask first, then the notebooks
@@ -29,6 +31,7 @@ def _cmd_run(args) -> int:
 
         results = run_study(args.profile, args.scheduler, retries=args.retries, timeout=args.timeout, **kw)
     print(format_summary(results))
+    print(where_outputs_are(study))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -61,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="quick", choices=list(PROFILES))
     r.add_argument("--only", nargs="+", metavar="NB", help="notebook numbers or names, e.g. 01 03")
     r.add_argument("--arch", nargs="+", metavar="NAME", choices=list(MODELS),
-                   help="restrict notebooks 02/03 to these architectures")
-    r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom")
+                   help="train (02/03), evaluate (04), time (05) and draw (06/07) only these architectures")
+    r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom (its own study: "
+                                      "runs/PROFILE/DATASET/, results/PROFILE/DATASET/)")
+    r.add_argument("--dataset", help="the name of the study on --data-dir (default: the dataset's folder name)")
     r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
     r.add_argument("--force", action="store_true",
                    help="rerun every notebook, even those whose inputs are unchanged (endolib.study.incremental)")

@@ -159,7 +159,8 @@ def _restore_environ(environ: dict) -> None:
     os.environ.update(environ)
 
 
-def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, seeds=None) -> list:
+def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, seeds=None,
+               dataset: str | None = None) -> list:
     """The :class:`endolib.training.settings.TrainSettings` of every (model, training seed) the study trains.
 
     Args:
@@ -167,12 +168,15 @@ def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, see
         archs: models (default: all eleven, in the paper's order).
         data_dir: prepared dataset (default the profile's phantom).
         seeds: training seeds (default the profile's ``training_seeds``).
+        dataset: the study's dataset name (default: :func:`endolib.config.dataset_name` of ``data_dir``); its runs
+            go to ``runs/<profile>/<dataset>/``.
     """
     from endolib.training.settings import training_settings
 
     archs = [a for a in MODELS if a in archs] if archs else list(MODELS)
     seeds = tuple(seeds) if seeds is not None else get_profile(profile).training_seeds
-    return [training_settings(a, profile, data_dir=data_dir, training_seed=s) for a in archs for s in seeds]
+    return [training_settings(a, profile, data_dir=data_dir, training_seed=s, dataset=dataset)
+            for a in archs for s in seeds]
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -419,16 +423,19 @@ def unit_priority(settings, data, batch: int = 4) -> int:
 
 def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict | None = None, progress: bool = True,
               retries: int = 1, timeout: float = 10.0, notebooks_dir=None, output_dir=None, execute=None,
-              force: bool = False) -> list:
+              force: bool = False, dataset: str | None = None) -> list:
     """``python -m endolib run --scheduler ...``: notebook 01, all training units on Dask, then the notebooks.
+
+    ``extra["data_dir"]`` (and ``dataset``) make it the study on another prepared dataset, in its own folders
+    (:func:`endolib.study.runner.study_of`).
 
     Returns the runner's results (:class:`endolib.study.runner.Result`), with a failed entry for every model whose
     training failed on Dask (its notebook is not run).
     """
     from endolib.study.plan import Job, plan
-    from endolib.study.runner import Result, _save_summary, run
+    from endolib.study.runner import Result, _save_summary, run, study_of
 
-    extra = dict(extra or {})
+    study, extra = study_of(profile, extra, dataset)
     jobs = plan(profile, only, archs, extra)
     names = [j.notebook for j in jobs]
     parse_scheduler(scheduler)  # a bad spec fails before anything runs
@@ -442,7 +449,7 @@ def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict |
     train_archs = [j.parameters["arch"] for j in jobs if "arch" in j.parameters]
     failed = []
     if train_archs and all(r.ok for r in results):
-        runs = study_runs(profile, train_archs, extra.get("data_dir"))
+        runs = study_runs(profile, train_archs, extra.get("data_dir"), dataset=study.dataset)
         print(f"submitting the training units of {len(train_archs)} model(s) x {len(runs) // len(train_archs)} "
               f"seed(s) to Dask ({scheduler})", flush=True)
         with connect(scheduler, timeout=timeout) as client:
@@ -465,10 +472,8 @@ def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict |
     rest = [n for n in dict.fromkeys(names) if n not in ("01_data_preparation", "02_classifier_training",
                                                          "03_segmentation_training")]
     if rest:
-        results += run(profile, only=rest, **kw)
+        results += run(profile, only=rest, archs=archs, **kw)
     order = {n: i for i, n in enumerate(names)}
     results.sort(key=lambda r: order.get(r.job.notebook, 99))
-    from endolib.config import paths
-
-    _save_summary(results, (Path(output_dir) if output_dir else paths(profile).runs) / "summary.csv")
+    _save_summary(results, (Path(output_dir) if output_dir else study.runs) / "summary.csv")
     return results

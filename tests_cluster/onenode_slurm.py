@@ -230,9 +230,10 @@ PartitionName={self.partition} Nodes={name} Default=YES MaxTime=INFINITE State=U
         self._write_config()
         r = self.root
         try:
-            self._spawn("munged", [_which("munged"), "--foreground", "--force", f"--key-file={r / 'munge' / 'munge.key'}",
-                                   f"--socket={r / 'munge' / 'munge.socket'}", f"--pid-file={r / 'munge' / 'munged.pid'}",
-                                   f"--log-file={r / 'log' / 'munged.log'}", f"--seed-file={r / 'munge' / 'munged.seed'}"])
+            m = r / "munge"
+            self._spawn("munged", [_which("munged"), "--foreground", "--force", f"--key-file={m / 'munge.key'}",
+                                   f"--socket={m / 'munge.socket'}", f"--pid-file={m / 'munged.pid'}",
+                                   f"--log-file={r / 'log' / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"])
             self._wait(lambda: (r / "munge" / "munge.socket").exists(), 20, "munged's socket")
             self._spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-f", str(self.conf)])
             self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf), "-N", self.node["NodeName"]])

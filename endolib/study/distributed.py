@@ -588,7 +588,10 @@ def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict |
     extra = dict(extra or {})
     jobs = plan(profile, only, archs, extra)
     names = [j.notebook for j in jobs]
-    parse_scheduler(scheduler)  # a bad spec fails before anything runs
+    kind, _ = parse_scheduler(scheduler)  # a bad spec fails before anything runs
+    if kind == "slurm":  # so does a partition or account SLURM refuses (connect checks again)
+        _require("dask_jobqueue", PIP_SLURM)
+        slurm_preflight(timeout)
     kw = dict(extra=extra, progress=progress, notebooks_dir=notebooks_dir, output_dir=output_dir, execute=execute,
               force=force)
     results = []

@@ -80,7 +80,7 @@ slurm:
 # cluster, `--scheduler slurm:2` and `tcp://127.0.0.1:PORT` against serial byte for byte, and the faults (a job
 # cancelled or a worker killed mid-unit, an unknown partition or account, a unit that raises). Needs root (it
 # starts munged, slurmctld, slurmd); skipped with the reason elsewhere, unless ENDOLIB_CLUSTER_REQUIRED=1 (CI).
-# Measured on the 2-core machine: about 5 min (docs/paper_protocol.md).
+# Measured on the 2-core machine: 3 min 09 s with the packages installed (docs/paper_protocol.md).
 cluster-test: setup
 	@$(PY) -c "import dask_jobqueue" 2>/dev/null || $(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,slurm]"
 	@start=$$(date +%s); \

@@ -29,7 +29,8 @@ def _cmd_run(args) -> int:
     else:  # every training unit on Dask first, then the notebooks
         from endolib.study.distributed import run_study
 
-        results = run_study(args.profile, args.scheduler, retries=args.retries, timeout=args.timeout, **kw)
+        results = run_study(args.profile, args.scheduler, retries=args.retries, timeout=args.timeout,
+                            start_timeout=args.start_timeout, **kw)
     print(format_summary(results))
     print(where_outputs_are(study))
     return 0 if all(r.ok for r in results) else 1
@@ -76,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "slurm[:N] (dask-jobqueue, N worker jobs, docs/jobqueue.yaml) or tcp://HOST:PORT (a running "
                         "Dask scheduler): every training unit runs on Dask before notebooks 02/03")
     r.add_argument("--retries", type=int, default=1, help="Dask: extra attempts of a failed or lost task")
-    r.add_argument("--timeout", type=float, default=10.0, help="Dask: seconds to wait for a scheduler address")
+    r.add_argument("--timeout", type=float, default=10.0,
+                   help="Dask: seconds to wait for a scheduler address; slurm: for sbatch (the --test-only check of "
+                        "the worker job, the submission)")
+    r.add_argument("--start-timeout", type=float, default=None,
+                   help="slurm: seconds to wait for the first worker job to run (default: as long as the queue "
+                        "takes; the jobs' state is printed every minute)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("strip", help="remove execution noise from stored notebooks")

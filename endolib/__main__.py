@@ -16,19 +16,23 @@ from endolib.training import commands as training_commands
 
 
 def _cmd_run(args) -> int:
-    from endolib.study.runner import format_summary, run
+    from endolib.study.runner import format_summary, run, study_of, where_outputs_are
 
     extra = {}
     if args.data_dir:
         extra["data_dir"] = args.data_dir
-    kw = dict(only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress, force=args.force)
+    study, _ = study_of(args.profile, extra, args.dataset)  # checks --data-dir / --dataset before any work
+    kw = dict(only=args.only, archs=args.arch, extra=extra, progress=not args.no_progress, force=args.force,
+              dataset=args.dataset)
     if args.scheduler == "serial":  # the notebooks train, one unit after another
         results = run(args.profile, **kw)
     else:  # every training unit on Dask first, then the notebooks
         from endolib.study.distributed import run_study
 
-        results = run_study(args.profile, args.scheduler, retries=args.retries, timeout=args.timeout, **kw)
+        results = run_study(args.profile, args.scheduler, retries=args.retries, timeout=args.timeout,
+                            start_timeout=args.start_timeout, **kw)
     print(format_summary(results))
+    print(where_outputs_are(study))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -61,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="quick", choices=list(PROFILES))
     r.add_argument("--only", nargs="+", metavar="NB", help="notebook numbers or names, e.g. 01 03")
     r.add_argument("--arch", nargs="+", metavar="NAME", choices=list(MODELS),
-                   help="restrict notebooks 02/03 to these architectures")
-    r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom")
+                   help="train (02/03), evaluate (04), time (05) and draw (06/07) only these architectures")
+    r.add_argument("--data-dir", help="a prepared dataset to use instead of the phantom (its own study: "
+                                      "runs/PROFILE/DATASET/, results/PROFILE/DATASET/)")
+    r.add_argument("--dataset", help="the name of the study on --data-dir (default: the dataset's folder name)")
     r.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
     r.add_argument("--force", action="store_true",
                    help="rerun every notebook, even those whose inputs are unchanged (endolib.study.incremental)")
@@ -71,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "slurm[:N] (dask-jobqueue, N worker jobs, docs/jobqueue.yaml) or tcp://HOST:PORT (a running "
                         "Dask scheduler): every training unit runs on Dask before notebooks 02/03")
     r.add_argument("--retries", type=int, default=1, help="Dask: extra attempts of a failed or lost task")
-    r.add_argument("--timeout", type=float, default=10.0, help="Dask: seconds to wait for a scheduler address")
+    r.add_argument("--timeout", type=float, default=10.0,
+                   help="Dask: seconds to wait for a scheduler address; slurm: for sbatch (the --test-only check of "
+                        "the worker job, the submission)")
+    r.add_argument("--start-timeout", type=float, default=None,
+                   help="slurm: seconds to wait for the first worker job to run (default: as long as the queue "
+                        "takes; the jobs' state is printed every minute)")
     r.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("strip", help="remove execution noise from stored notebooks")

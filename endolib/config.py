@@ -19,6 +19,14 @@ Paths (all relative to the repository root, see :func:`paths`)::
     runs/<profile>/*.ipynb          executed notebooks written by ``python -m endolib run``
     results/<profile>/*.csv         the study's tables (committed for ``quick``)
     figures/                        every figure, stable names, PNG (+ PDF); smoke: runs/smoke/figures/
+
+A study on another prepared dataset (one the user imported) is keyed by a *dataset name*
+(:func:`dataset_name`: the name the user gives, else the prepared dataset's folder name) and keeps every
+output apart from the phantom study's (:func:`paths` with ``dataset``, or :func:`study_paths`)::
+
+    runs/<profile>/<dataset>/<model>/seed<s>/   its training runs; executed notebooks and incremental records
+    results/<profile>/<dataset>/*.csv           its tables
+    results/<profile>/<dataset>/figures/        its figures (never figures/ or docs/)
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Profile", "PROFILES", "get_profile", "paths", "repo_root", "require", "CLASSIFIERS", "SEGMENTERS", "MODELS",
+__all__ = ["Profile", "PROFILES", "get_profile", "paths", "study_paths", "dataset_name", "repo_root", "require", "CLASSIFIERS", "SEGMENTERS", "MODELS",
            "SEARCH_SPACE"]
 
 #: Registry names, in the paper's order (Tables 3-5). The model zoo registers exactly these.
@@ -247,8 +255,16 @@ def repo_root() -> Path:
 
 @dataclass(frozen=True)
 class Paths:
+    """The on-disk layout of one study: a profile, and a dataset name (None: the phantom study).
+
+    Example:
+        >>> paths("quick", root="/r", dataset="mine").results.as_posix()
+        '/r/results/quick/mine'
+    """
+
     root: Path
     profile: str
+    dataset: str | None = None  # None: the phantom study (today's paths); else its own runs/results folders
 
     @property
     def data(self) -> Path:
@@ -265,7 +281,10 @@ class Paths:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs" / self.profile
+        """``runs/<profile>/`` (phantom) or ``runs/<profile>/<dataset>/``: run folders, executed notebooks,
+        incremental records."""
+        base = self.root / "runs" / self.profile
+        return base if self.dataset is None else base / self.dataset
 
     def run(self, model: str, seed: int | None = None) -> Path:
         """Folder of one model's runs (``seed=None``) or of its run with one training seed.
@@ -273,17 +292,24 @@ class Paths:
         Example:
             >>> paths("quick", root="/r").run("unet", 42).as_posix()
             '/r/runs/quick/unet/seed42'
+            >>> paths("quick", root="/r", dataset="mine").run("unet", 42).as_posix()
+            '/r/runs/quick/mine/unet/seed42'
         """
         return self.runs / model if seed is None else self.runs / model / f"seed{int(seed)}"
 
     @property
     def results(self) -> Path:
-        return self.root / "results" / self.profile
+        """``results/<profile>/`` (phantom) or ``results/<profile>/<dataset>/``."""
+        base = self.root / "results" / self.profile
+        return base if self.dataset is None else base / self.dataset
 
     @property
     def figures(self) -> Path:
-        """``figures/`` for ``quick`` and ``paper``; the ``smoke`` profile (tests) writes under ``runs/smoke/figures``
-        so that running the tests never overwrites the committed figures."""
+        """``figures/`` for the phantom study of ``quick`` and ``paper``; the ``smoke`` profile (tests) writes under
+        ``runs/smoke/figures`` so that running the tests never overwrites the committed figures; a study on another
+        dataset writes under ``results/<profile>/<dataset>/figures``."""
+        if self.dataset is not None:
+            return self.results / "figures"
         return self.runs / "figures" if self.profile == "smoke" else self.root / "figures"
 
     @property
@@ -291,10 +317,78 @@ class Paths:
         return self.root / "notebooks"
 
 
-def paths(profile: str | Profile = "smoke", root: str | Path | None = None) -> Paths:
-    """The on-disk layout for a profile (see the module docstring)."""
+#: Names a dataset may not take: they are folders of the phantom study's ``runs/<profile>/`` (besides the models
+#: and their students ``<model>_w<width>``).
+RESERVED_DATASET_NAMES = ("figures", "video", "site", "site_src", "units", "phantom_raw")
+
+
+def _check_dataset(name: str) -> str:
+    """``name`` if it can key a study's folders, else a ValueError saying why."""
+    name = str(name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"dataset name {name!r} must be one folder name (no '/', not hidden)")
+    model_like = name in MODELS or any(name.startswith(f"{m}_w") for m in MODELS)
+    if model_like or name in RESERVED_DATASET_NAMES:
+        raise ValueError(f"dataset name {name!r} is taken by the phantom study's runs/<profile>/{name}/; "
+                         f"give the study another name (dataset=...)")
+    return name
+
+
+def paths(profile: str | Profile = "smoke", root: str | Path | None = None, dataset: str | None = None) -> Paths:
+    """The on-disk layout of a profile's study (see the module docstring).
+
+    Args:
+        profile: ``smoke``, ``quick``, ``paper`` or a Profile.
+        root: the repository root (default :func:`repo_root`).
+        dataset: the study's dataset name (:func:`dataset_name`); None is the phantom study.
+
+    Example:
+        >>> paths("quick", root="/r").results.as_posix(), paths("quick", root="/r", dataset="mine").figures.as_posix()
+        ('/r/results/quick', '/r/results/quick/mine/figures')
+    """
     name = profile.name if isinstance(profile, Profile) else str(profile)
-    return Paths(Path(root).resolve() if root else repo_root(), name)
+    return Paths(Path(root).resolve() if root else repo_root(), name,
+                 None if dataset is None else _check_dataset(dataset))
+
+
+def dataset_name(data_dir: str | Path | None = None, profile: str | Profile = "smoke", name: str | None = None,
+                 root: str | Path | None = None) -> str | None:
+    """The name a study is keyed by: None for the phantom study (no ``data_dir``, or the profile's prepared
+    phantom), else ``name`` if given, else the prepared dataset's folder name.
+
+    Args:
+        data_dir: the prepared dataset a notebook or the runner reads (None: the profile's phantom).
+        profile: the profile (whose phantom ``data_dir`` is compared with).
+        name: a name the user gives the study (wins over the folder name).
+        root: the repository root (default :func:`repo_root`).
+
+    Example:
+        >>> dataset_name(None, "quick"), dataset_name("data/mine", "quick"), dataset_name("data/mine", "quick", "cohort2")
+        (None, 'mine', 'cohort2')
+        >>> dataset_name(paths("quick").phantom, "quick") is None
+        True
+    """
+    if name is not None:
+        return _check_dataset(name)
+    if data_dir is None:
+        return None
+    data_dir = Path(data_dir).expanduser()
+    if data_dir.resolve() == paths(profile, root).phantom.resolve():
+        return None
+    return _check_dataset(data_dir.resolve().name)
+
+
+def study_paths(profile: str | Profile = "smoke", data_dir: str | Path | None = None, dataset: str | None = None,
+                root: str | Path | None = None) -> Paths:
+    """The layout of the study on ``data_dir``: :func:`paths` keyed by :func:`dataset_name`.
+
+    Example:
+        >>> study_paths("quick", "data/mine", root="/r").run("unet", 42).as_posix()
+        '/r/runs/quick/mine/unet/seed42'
+        >>> study_paths("quick", root="/r").results.as_posix()
+        '/r/results/quick'
+    """
+    return paths(profile, root, dataset_name(data_dir, profile, dataset, root))
 
 
 def require(path: str | Path, what: str, command: str) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile, paths
+from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile, paths, study_paths
 from endolib.evaluation.metrics import quantise
 
 
@@ -72,7 +72,7 @@ def write_synthetic_runs(root, profile: str, data_dir, classifiers=CLASSIFIERS, 
         for s in seeds:
             q = (quality or {}).get(model, 0.35 - 0.1 * k) + seed_sd * rng.standard_normal()
             score = np.clip(q * y + (1 - q) * rng.random(y.size), 0, 1).astype(np.float32)
-            out[model][s] = write_predictions(paths(profile, root).run(model, s), test["frame_id"], score,
+            out[model][s] = write_predictions(study_paths(profile, data_dir, root=root).run(model, s), test["frame_id"], score,
                                               p.cls_size, "cls")
     masks = {}
     for k, model in enumerate(segmenters):
@@ -84,6 +84,6 @@ def write_synthetic_runs(root, profile: str, data_dir, classifiers=CLASSIFIERS, 
             q = (quality or {}).get(model, 0.45 - 0.03 * k) + seed_sd * rng.standard_normal()
             noisy = 0.5 + q * (masks[size] - 0.5) + rng.normal(0.0, 0.3, masks[size].shape)
             prob = np.clip(_smooth(noisy), 0, 1)
-            out[model][s] = write_predictions(paths(profile, root).run(model, s), test["frame_id"], quantise(prob),
+            out[model][s] = write_predictions(study_paths(profile, data_dir, root=root).run(model, s), test["frame_id"], quantise(prob),
                                               size, "seg")
     return out

@@ -5,9 +5,11 @@ from endolib.config import (
     MODELS,
     PROFILES,
     SEGMENTERS,
+    dataset_name,
     get_profile,
     paths,
     require,
+    study_paths,
 )
 
 
@@ -58,6 +60,31 @@ def test_paths_layout(tmp_path):
     assert p.results == tmp_path / "results" / "quick"
     assert p.figures == tmp_path / "figures"
     assert paths("smoke", root=tmp_path).figures == tmp_path / "runs" / "smoke" / "figures"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_dataset_layout_is_apart_from_the_phantom_study(tmp_path, profile):
+    p = paths(profile, root=tmp_path, dataset="mine")
+    assert p.run("unet", 42) == tmp_path / "runs" / profile / "mine" / "unet" / "seed42"
+    assert p.results == tmp_path / "results" / profile / "mine"
+    assert p.figures == tmp_path / "results" / profile / "mine" / "figures"
+    assert p.phantom == paths(profile, root=tmp_path).phantom  # the default data stays the phantom's
+
+
+def test_dataset_name_keys_by_given_name_or_folder(tmp_path):
+    phantom = paths("quick", root=tmp_path).phantom
+    assert dataset_name(None, "quick", root=tmp_path) is None
+    assert dataset_name(phantom, "quick", root=tmp_path) is None
+    assert dataset_name(tmp_path / "data" / "mine", "quick", root=tmp_path) == "mine"
+    assert dataset_name(tmp_path / "data" / "mine", "quick", "cohort2", root=tmp_path) == "cohort2"
+    assert study_paths("quick", phantom, root=tmp_path) == paths("quick", root=tmp_path)
+    assert study_paths("quick", tmp_path / "x", root=tmp_path).results == tmp_path / "results" / "quick" / "x"
+
+
+@pytest.mark.parametrize("name", ["unet", "unet_w0.5", "figures", "a/b", "", ".hidden"])
+def test_dataset_name_refuses_names_of_the_phantom_study(tmp_path, name):
+    with pytest.raises(ValueError, match="dataset name"):
+        paths("quick", root=tmp_path, dataset=name)
 
 
 def test_registry_names():

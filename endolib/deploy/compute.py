@@ -370,7 +370,8 @@ def _load() -> list[float]:
 
 
 def bench(profile: str | Profile = "smoke", models: Iterable[str] | None = None,
-          backends: Iterable[str] | None = None, save: bool = True, progress: bool = True, **overrides) -> dict:
+          backends: Iterable[str] | None = None, save: bool = True, progress: bool = True,
+          dataset: str | None = None, **overrides) -> dict:
     """Table 5 on this machine: counts for all eleven models, latency for ``models`` (default: the profile's
     ``bench_models``), the matmul peak, and the environment; saves ``results/<profile>/table5_compute.csv``.
 
@@ -380,6 +381,8 @@ def bench(profile: str | Profile = "smoke", models: Iterable[str] | None = None,
         backends: CPU paths to try (None = ``profile.bench_backends``, itself None = :data:`BACKENDS`).
         save: write the CSV and ``table5_compute_environment.json``.
         progress: tqdm bars.
+        dataset: the study's dataset name: saves to ``results/<profile>/<dataset>/`` (None: the phantom study's
+            ``results/<profile>/``; :func:`endolib.config.paths`).
         **overrides: profile overrides.
 
     Returns:
@@ -435,7 +438,7 @@ def bench(profile: str | Profile = "smoke", models: Iterable[str] | None = None,
     table = pd.DataFrame(rows, columns=list(TABLE5_COLUMNS))
     latency = pd.DataFrame(lat_rows)
     if save:
-        out = paths(p).results
+        out = paths(p, dataset=dataset).results
         write_table(table, out / TABLE5_FILE)
         save_json({"environment": env, "latency": lat_rows}, out / "table5_compute_environment.json")
     return {"table": table, "counts": counts, "latency": latency, "peak": peak, "runs": runs, "environment": env}

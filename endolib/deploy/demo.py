@@ -17,7 +17,8 @@ from endolib.data.video_io import read_video
 from endolib.deploy.smoothing import Smoothing
 from endolib.deploy.video import PHANTOM_MAX_DIFF, _contour
 
-__all__ = ["OperationVideo", "phantom_video", "phantom_clip", "demo_video", "frame_indices", "plot_video_frames",
+__all__ = ["OperationVideo", "phantom_video", "phantom_clip", "dataset_clip", "demo_video", "frame_indices",
+           "plot_video_frames",
            "plot_video_timeline"]
 
 
@@ -127,10 +128,66 @@ def phantom_clip(profile: str = "smoke", operation_id: str | None = None, raw_di
     return OperationVideo(path, op, fps, frames, masks, "test" if operation_id is None else "")
 
 
+#: Frame rate of :func:`dataset_clip` (its frames are stills sampled from an operation, not a continuous video).
+DATASET_CLIP_FPS = 2
+#: Longest side of :func:`dataset_clip`'s frames (larger frames are scaled down, keeping their aspect ratio).
+DATASET_CLIP_MAX_SIDE = 480
+
+
+def dataset_clip(data_dir: str | Path, out_dir: str | Path, operation_id: str | None = None,
+                 fps: float = DATASET_CLIP_FPS, max_frames: int | None = None) -> OperationVideo:
+    """A video of one test operation of a prepared dataset that is not the phantom: its frames in index order,
+    written as an mp4 at ``fps`` with their masks as per-frame ground truth (a slideshow of stills: flicker
+    numbers compare smoothing settings on it, not on continuous motion).
+
+    Args:
+        data_dir: the prepared dataset.
+        out_dir: where the mp4 is written (``<operation>_frames.mp4``; notebook 07: the study's ``runs/.../video``).
+        operation_id: which operation (default: the first test operation, sorted ids).
+        fps: frame rate of the written video.
+        max_frames: at most this many frames (the first ones; None: all).
+
+    Returns:
+        An :class:`OperationVideo` whose frames are decoded from the written mp4 (what the video tool sees) and
+        whose masks are the dataset's, resized (nearest) to the video's size.
+
+    Example:
+        >>> clip = dataset_clip("data/mine", "runs/quick/mine/video")  # doctest: +SKIP
+        >>> clip.frames.shape[0] == clip.masks.shape[0]  # doctest: +SKIP
+        True
+    """
+    from endolib.data.dataset import load_image, load_index, load_mask
+    from endolib.data.video_io import write_video
+
+    data_dir = Path(data_dir)
+    index = load_index(data_dir)
+    test = index[index["split"] == "test"]
+    ops = sorted(test["operation_id"].astype(str).unique())
+    if not ops:
+        raise ValueError(f"{data_dir}: the prepared dataset has no test operation")
+    op = ops[0] if operation_id is None else str(operation_id)
+    if op not in ops:
+        raise ValueError(f"{data_dir}: {op!r} is not a test operation; test operations: {', '.join(ops[:10])}")
+    ids = test.loc[test["operation_id"].astype(str) == op, "frame_id"].tolist()[:max_frames]
+    h, w = load_image(data_dir, ids[0]).shape[:2]
+    scale = min(1.0, DATASET_CLIP_MAX_SIDE / max(h, w))
+    size = (max(2, int(h * scale) // 2 * 2), max(2, int(w * scale) // 2 * 2))  # even sides for the codec
+    path = Path(out_dir) / f"{op}_frames.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, (load_image(data_dir, f, size=size) for f in ids), fps=fps)
+    frames, rate = read_video(path)
+    masks = np.stack([load_mask(data_dir, f, size=size) > 0 for f in ids])
+    if len(frames) != len(masks):
+        raise ValueError(f"{path}: decoded {len(frames)} frames but wrote {len(masks)}")
+    return OperationVideo(path, op, rate, frames, masks, "test")
+
+
 def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video: str | Path | None = None,
-               progress: bool = False, clip: bool = True) -> OperationVideo:
-    """The video of notebook 07: a user's file (no ground truth) or a phantom operation with ground truth: its
-    30 FPS clip (``clip=True``, :func:`phantom_clip`) or its time-lapse operation video (:func:`phantom_video`).
+               progress: bool = False, clip: bool = True, out_dir: str | Path | None = None) -> OperationVideo:
+    """The video of notebook 07: a user's file (no ground truth); for the phantom an operation with ground truth:
+    its 30 FPS clip (``clip=True``, :func:`phantom_clip`) or its time-lapse operation video (:func:`phantom_video`);
+    for another prepared dataset (:func:`endolib.config.dataset_name` not None) its first test operation's frames
+    as a video (:func:`dataset_clip`, written into ``out_dir``).
 
     Args:
         profile: whose phantom.
@@ -139,6 +196,8 @@ def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video
         video: a video file; when given, ``data_dir`` is not used and ``masks`` is None.
         progress: tqdm bar while rendering the ground truth.
         clip: the 30 FPS clip (default) instead of the operation's time-lapse video.
+        out_dir: where :func:`dataset_clip` writes the video of a dataset that is not the phantom (default: the
+            study's ``runs/<profile>/<dataset>/video``).
 
     Example:
         >>> clip = demo_video("smoke")  # doctest: +SKIP
@@ -150,7 +209,12 @@ def demo_video(profile: str = "smoke", data_dir: str | Path | None = None, video
         return OperationVideo(Path(video), Path(video).stem, fps, frames, None)
     operation_id = None
     if data_dir is not None:
+        from endolib.config import study_paths
         from endolib.data.dataset import load_index
+
+        study = study_paths(profile, data_dir)
+        if study.dataset is not None:  # not the phantom: no operation video, its test frames make one
+            return dataset_clip(data_dir, out_dir if out_dir is not None else study.runs / "video")
 
         index = load_index(data_dir)
         test_ops = sorted(index.loc[index["split"] == "test", "operation_id"].astype(str).unique())

@@ -367,8 +367,8 @@ def _live_row(res, row: dict, thr: float) -> dict:
                      + f"; fastest of all {len(t)} variants: {fps_all.max():.1f} FPS"}
 
 
-def _timing_row(profile: Profile, root, claim: Claim) -> dict:
-    res = paths(profile, root).results
+def _timing_row(profile: Profile, root, claim: Claim, dataset: str | None = None) -> dict:
+    res = paths(profile, root, dataset).results
     row = {"claim": claim.claim, "paper_evidence": claim.paper_evidence, "metric": "fps",
            "models": _model_list(claim.models), "rule": RULE["timing"], "n_comparisons": len(claim.models),
            "n_seeds": np.nan, **_TIMING_POWER}
@@ -404,7 +404,7 @@ def paper_claims(ev, save: bool = True) -> pd.DataFrame:
 
     Args:
         ev: an :class:`endolib.evaluation.study.Evaluation` (all seeds of the evaluated models).
-        save: write ``results/<profile>/paper_claims.csv``.
+        save: write ``results/<profile>/paper_claims.csv`` (``ev.paths.results``: a dataset's study its own).
 
     Returns:
         DataFrame with the columns :data:`CLAIM_COLUMNS`; for a claim of several comparisons the estimate and
@@ -417,12 +417,12 @@ def paper_claims(ev, save: bool = True) -> pd.DataFrame:
         elif claim.kind == "gate":
             rows.append(_gate_row(ev, claim))
         else:
-            rows.append(_timing_row(ev.profile, ev.root, claim))
+            rows.append(_timing_row(ev.profile, ev.root, claim, ev.paths.dataset))
     out = pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
     if save:
         from endolib.repro import write_table
 
-        write_table(out, paths(ev.profile, ev.root).results / "paper_claims.csv")
+        write_table(out, ev.paths.results / "paper_claims.csv")
     return out
 
 

@@ -36,30 +36,40 @@ class Predictions:
     path: Path
 
 
-def predictions_path(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None) -> Path:
-    """``runs/<profile>/<model>/seed<s>/predictions.npz``; ``seed=None`` = the profile's first training seed.
+def predictions_path(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None,
+                     dataset: str | None = None) -> Path:
+    """``runs/<profile>/[<dataset>/]<model>/seed<s>/predictions.npz``; ``seed=None`` = the profile's first training
+    seed; ``dataset`` None = the phantom study (:func:`endolib.config.paths`).
 
     Example:
         >>> predictions_path("unet", "quick", "/r").as_posix(), predictions_path("unet", "quick", "/r", 43).parent.name
         ('/r/runs/quick/unet/seed42/predictions.npz', 'seed43')
+        >>> predictions_path("unet", "quick", "/r", dataset="mine").as_posix()
+        '/r/runs/quick/mine/unet/seed42/predictions.npz'
     """
     p = get_profile(profile)
-    return paths(p, root).run(model, p.training_seeds[0] if seed is None else int(seed)) / RUN_FILE
+    return paths(p, root, dataset).run(model, p.training_seeds[0] if seed is None else int(seed)) / RUN_FILE
 
 
-def run_command(model: str, profile: str | Profile = "smoke") -> str:
-    """The command that trains ``model`` and writes its predictions.
+def run_command(model: str, profile: str | Profile = "smoke", data_dir=None, dataset: str | None = None) -> str:
+    """The command that trains ``model`` and writes its predictions (for the study on ``data_dir``, named
+    ``dataset``, when given).
 
     Example:
         >>> run_command("unet", "quick")
         'python -m endolib run --profile quick --only 03 --arch unet'
+        >>> run_command("unet", "quick", "data/mine")
+        'python -m endolib run --profile quick --only 03 --arch unet --data-dir data/mine'
     """
     name = profile.name if isinstance(profile, Profile) else profile
     task = "cls" if model in CLASSIFIERS else "seg"
-    return f"python -m endolib run --profile {name} --only {TRAINING_NOTEBOOK[task]} --arch {model}"
+    return (f"python -m endolib run --profile {name} --only {TRAINING_NOTEBOOK[task]} --arch {model}"
+            + (f" --data-dir {data_dir}" if data_dir is not None else "")
+            + (f" --dataset {dataset}" if dataset is not None else ""))
 
 
-def load_predictions(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None) -> Predictions:
+def load_predictions(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None,
+                     dataset: str | None = None) -> Predictions:
     """Load and validate one training run's ``predictions.npz``.
 
     Args:
@@ -67,16 +77,17 @@ def load_predictions(model: str, profile: str | Profile = "smoke", root=None, se
         profile: profile whose ``runs/`` folder to read.
         root: repository root (default :func:`endolib.config.repo_root`).
         seed: training seed (default: the profile's first, ``profile.training_seeds[0]``).
+        dataset: the study's dataset name (:func:`endolib.config.dataset_name`; None: the phantom study).
 
     Raises:
         FileNotFoundError: no predictions (the message names the command that makes them).
         ValueError: the file is malformed (message names the file and what is wrong).
     """
     seed = get_profile(profile).training_seeds[0] if seed is None else int(seed)
-    path = predictions_path(model, profile, root, seed)
+    path = predictions_path(model, profile, root, seed, dataset)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no predictions for {model} (training seed {seed}); train it with "
-                                f"`{run_command(model, profile)}`")
+                                f"`{run_command(model, profile, dataset=dataset)}`")
     task = "cls" if model in CLASSIFIERS else "seg"
     try:
         with np.load(path, allow_pickle=False) as z:

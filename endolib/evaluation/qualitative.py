@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from endolib.config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, paths
+from endolib.config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, study_paths
 from endolib.plotting import PALETTE
 
 __all__ = ["FigureInputWarning", "FigureInputs", "FIGURE_NAMES", "collect_predictions", "load_figure_inputs",
@@ -94,7 +94,7 @@ def _row(pred) -> dict[str, int]:
 
 
 def collect_predictions(models=None, profile: str | Profile = "smoke", root=None, test_ids=None,
-                        source: str = "index.csv") -> tuple[dict, dict[str, str]]:
+                        source: str = "index.csv", dataset: str | None = None) -> tuple[dict, dict[str, str]]:
     """Read the segmenters' predictions with :func:`endolib.evaluation.predictions.load_predictions`.
 
     The qualitative figures draw one instance of each model: its run with the profile's first training seed
@@ -109,6 +109,7 @@ def collect_predictions(models=None, profile: str | Profile = "smoke", root=None
         test_ids: the dataset's test frame ids in index order; predictions of another test split are refused
             (:func:`endolib.evaluation.predictions.check_frame_ids`).
         source: where ``test_ids`` came from (for the message).
+        dataset: the study's dataset name (None: the phantom study; else ``runs/<profile>/<dataset>/``).
 
     Returns:
         ``(predictions, problems)``: registry name -> :class:`endolib.evaluation.predictions.Predictions` for the usable ones,
@@ -121,7 +122,7 @@ def collect_predictions(models=None, profile: str | Profile = "smoke", root=None
     )
 
     if models is None:
-        models = [m for m in SEGMENTERS if predictions_path(m, profile, root).is_file()]
+        models = [m for m in SEGMENTERS if predictions_path(m, profile, root, dataset=dataset).is_file()]
     elif isinstance(models, str):
         models = [models]
     preds, problems = {}, {}
@@ -130,7 +131,7 @@ def collect_predictions(models=None, profile: str | Profile = "smoke", root=None
             problems[m] = f"{m!r} is not a segmenter; valid: {', '.join(SEGMENTERS)}"
         else:
             try:
-                pred = load_predictions(m, profile, root)
+                pred = load_predictions(m, profile, root, dataset=dataset)
                 if test_ids is not None:
                     check_frame_ids(pred, test_ids, source, profile)
                 preds[m] = pred
@@ -189,7 +190,8 @@ class FigureInputs:
         return pd.DataFrame(rows, columns=["model", "frames", "size", "status"])
 
 
-def load_figure_inputs(profile: str | Profile = "smoke", data_dir=None, models=None, root=None) -> FigureInputs:
+def load_figure_inputs(profile: str | Profile = "smoke", data_dir=None, models=None, root=None,
+                       dataset: str | None = None) -> FigureInputs:
     """Load the prepared dataset's index and every segmenter's test predictions for the figures.
 
     Args:
@@ -197,6 +199,8 @@ def load_figure_inputs(profile: str | Profile = "smoke", data_dir=None, models=N
         data_dir: prepared dataset (default ``paths(profile).phantom``).
         models: segmenters to draw (default: every segmenter with predictions under ``runs/<profile>``).
         root: repository root (default :func:`endolib.config.repo_root`).
+        dataset: the study's dataset name (default :func:`endolib.config.dataset_name` of ``data_dir``: None for the
+            phantom); predictions are read from ``runs/<profile>/<dataset>/``.
 
     Raises:
         FileNotFoundError: the prepared dataset is missing, or no model has usable predictions (names the command).
@@ -208,15 +212,17 @@ def load_figure_inputs(profile: str | Profile = "smoke", data_dir=None, models=N
     from endolib.data.dataset import load_index
 
     prof = get_profile(profile)
-    p = paths(prof, root)
+    p = study_paths(prof, data_dir, dataset, root)
     data_dir = Path(data_dir) if data_dir is not None else p.phantom
     index = load_index(data_dir)
     test_ids = index.loc[index["split"] == "test", "frame_id"].tolist()
-    preds, problems = collect_predictions(models, prof, root, test_ids, str(Path(data_dir) / "index.csv"))
+    preds, problems = collect_predictions(models, prof, root, test_ids, str(Path(data_dir) / "index.csv"),
+                                          dataset=p.dataset)
     if not preds:
         found = "; ".join(problems.values()) or f"no predictions.npz under {p.runs}"
+        where = "" if p.dataset is None else f" --data-dir {data_dir}"
         raise FileNotFoundError(f"{p.runs}: no usable segmenter predictions ({found}); make them with "
-                                f"`python -m endolib run --profile {prof.name} --only 03`")
+                                f"`python -m endolib run --profile {prof.name} --only 03{where}`")
     requested = list(preds) if models is None else ([models] if isinstance(models, str) else list(models))
     return FigureInputs(data_dir, index, preds, problems, requested, prof.threshold)
 

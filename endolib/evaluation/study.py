@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from endolib.config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, paths
+from endolib.config import CLASSIFIERS, SEGMENTERS, Profile, get_profile, study_paths
 from endolib.evaluation import metrics as M
 from endolib.evaluation.bootstrap import (
     CLS_METRICS,
@@ -72,6 +72,9 @@ class Evaluation:
     Args:
         profile: ``smoke``, ``quick`` or ``paper`` (or a Profile).
         data_dir: prepared dataset (default ``paths(profile).phantom``).
+        dataset: the study's dataset name (default :func:`endolib.config.dataset_name` of ``data_dir``: None for the
+            phantom); predictions are read from ``runs/<profile>/<dataset>/`` and tables and figures written to
+            ``results/<profile>/<dataset>/`` (:func:`endolib.config.study_paths`).
         classifiers, segmenters: registry names (None = all; each must have predictions; ``[]`` = none).
         threshold: decision threshold (default: the profile's).
         youden: use each classifier's Youden threshold (per seed, chosen on the test set: optimistic) instead.
@@ -91,11 +94,12 @@ class Evaluation:
     def __init__(self, profile: str | Profile = "smoke", data_dir=None, classifiers=None, segmenters=None,
                  threshold: float | None = None, youden: bool = False, n_boot: int | None = None,
                  cluster_bootstrap: bool = False, seeds=None, seed_level: str = "t", root=None,
-                 progress: bool = True):
+                 progress: bool = True, dataset: str | None = None):
         from endolib.data.dataset import load_index
 
         self.profile = get_profile(profile, threshold=threshold, n_boot=n_boot)
-        self.paths = paths(self.profile, root)
+        self.paths = study_paths(self.profile, data_dir, dataset, root)
+        self.dataset = self.paths.dataset  # None: the phantom study
         self.root = self.paths.root
         self.data_dir = Path(data_dir) if data_dir is not None else self.paths.phantom
         self.youden, self.cluster, self.progress = bool(youden), bool(cluster_bootstrap), progress
@@ -124,7 +128,7 @@ class Evaluation:
     def missing_runs(self, names) -> list[tuple[str, int]]:
         """(model, seed) pairs among ``names`` x :attr:`seeds` without a ``predictions.npz``."""
         return [(m, s) for m in names for s in self.seeds
-                if not predictions_path(m, self.profile, self.root, s).exists()]
+                if not predictions_path(m, self.profile, self.root, s, self.dataset).exists()]
 
     def _load_all(self, names) -> dict[str, dict[int, Predictions]]:
         """Load every (model, seed)'s predictions (all missing runs reported at once) and check their frame ids.
@@ -136,9 +140,11 @@ class Evaluation:
         missing = self.missing_runs(names)
         if missing:
             models = list(dict.fromkeys(m for m, _ in missing))
-            lines = "\n".join(f"  {m} seed {s}: {predictions_path(m, self.profile, self.root, s).relative_to(self.root)}"
+            lines = "\n".join(f"  {m} seed {s}: "
+                              f"{predictions_path(m, self.profile, self.root, s, self.dataset).relative_to(self.root)}"
                               for m, s in missing)
-            cmds = "\n".join(f"  {run_command(m, self.profile)}" for m in models)
+            data_dir = None if self.dataset is None else self.data_dir
+            cmds = "\n".join(f"  {run_command(m, self.profile, data_dir)}" for m in models)
             raise FileNotFoundError(f"{self.paths.runs}: no predictions.npz for {len(missing)} training run(s) of "
                                     f"{len(models)} model(s) (training seeds {list(self.seeds)}):\n{lines}\n"
                                     f"make them with:\n{cmds}")
@@ -146,7 +152,7 @@ class Evaluation:
         for m in names:
             preds[m] = {}
             for s in self.seeds:
-                pred = load_predictions(m, self.profile, self.root, s)
+                pred = load_predictions(m, self.profile, self.root, s, self.dataset)
                 check_frame_ids(pred, self.test["frame_id"], str(self.data_dir / "index.csv"), self.profile)
                 if pred.task == "seg":
                     if pred.size not in masks:

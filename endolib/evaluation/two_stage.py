@@ -73,16 +73,18 @@ def gate_metrics(seg: SegmenterStats, has_tissue, passed, weights=None, latency=
     return {k: (float(v) if weights is None else v) for k, v in out.items()}
 
 
-def stage_latencies(classifier: str, segmenter: str, profile: str | Profile = "smoke", root=None) -> dict:
+def stage_latencies(classifier: str, segmenter: str, profile: str | Profile = "smoke", root=None,
+                    dataset: str | None = None) -> dict:
     """Per-frame latencies (ms) of the two stages: measured (notebook 05) if available, else the paper's.
 
-    Reads ``results/<profile>/table5_compute.csv`` (columns ``model``, ``latency_ms``). Without that file
+    Reads ``results/<profile>/[<dataset>/]table5_compute.csv`` (columns ``model``, ``latency_ms``; ``dataset``:
+    the study's dataset name, None for the phantom study). Without that file
     (or without a row for a model) the paper's Table 5 latency is used and ``source`` says so.
 
     Returns:
         dict with ``cls_ms``, ``seg_ms`` and ``source``.
     """
-    path = paths(profile, root).results / LATENCY_FILE
+    path = paths(profile, root, dataset).results / LATENCY_FILE
     measured = {}
     if path.exists():
         table = pd.read_csv(path)
@@ -148,7 +150,7 @@ def gate_runs(ev, gate_classifier=None, gate_segmenter=None, gate_threshold: flo
         and ``samples`` (metric -> ``(K, B)``, the shared frame resamples).
     """
     cls, seg = gate_models(ev, gate_classifier, gate_segmenter)
-    lat = stage_latencies(cls, seg, ev.profile, ev.root)
+    lat = stage_latencies(cls, seg, ev.profile, ev.root, ev.paths.dataset)
     weights = resample_weights(len(ev.test), ev.profile.n_boot, ev.profile.seed,
                                  ev.groups(ev.cluster))
     out = {"classifier": cls, "segmenter": seg, "latency": lat, "thresholds": [],

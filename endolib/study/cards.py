@@ -63,14 +63,15 @@ def _metric_rows(ours: pd.DataFrame, paper: pd.DataFrame, model: str, metrics) -
     return rows
 
 
-def model_card(profile: str = "quick", root: str | Path | None = None) -> str:
+def model_card(profile: str = "quick", root: str | Path | None = None, dataset: str | None = None) -> str:
     """The model card (Markdown) for every model, from ``results/<profile>/`` tables.
 
     Args:
         profile: whose tables (the committed ones are ``quick``).
         root: repository root (default :func:`endolib.config.repo_root`).
+        dataset: another prepared dataset's study (its ``results/<profile>/<dataset>/``); None: the phantom study.
     """
-    p = paths(profile, root)
+    p = paths(profile, root, dataset=dataset)
     prof = get_profile(profile)
     t3 = _read(p.results / "table3_classifiers.csv")
     t4 = _read(p.results / "table4_segmenters.csv")
@@ -154,17 +155,21 @@ def model_card(profile: str = "quick", root: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(profile: str = "quick", path: str | Path | None = None) -> Path:
-    """Write :func:`model_card` to ``docs/model_card.md`` (or ``path``); returns the path."""
-    path = Path(path) if path else repo_root() / CARD_PATH
+def write_model_card(profile: str = "quick", path: str | Path | None = None, dataset: str | None = None) -> Path:
+    """Write :func:`model_card` to ``docs/model_card.md`` (or ``path``; a dataset's study:
+    ``results/<profile>/<dataset>/model_card.md``); returns the path."""
+    if path is None:
+        path = repo_root() / CARD_PATH if dataset is None else paths(profile, dataset=dataset).results / "model_card.md"
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(model_card(profile))
+    path.write_text(model_card(profile, dataset=dataset))
     return path
 
 
-def data_card_table(profile: str = "quick", root: str | Path | None = None) -> str:
-    """``results/<profile>/table1.csv`` as a Markdown table (the data card's Table 1 block)."""
-    path = paths(profile, root).results / "table1.csv"
+def data_card_table(profile: str = "quick", root: str | Path | None = None, dataset: str | None = None) -> str:
+    """``results/<profile>/table1.csv`` (a dataset's study: ``results/<profile>/<dataset>/table1.csv``) as a
+    Markdown table (the data card's Table 1 block)."""
+    path = paths(profile, root, dataset=dataset).results / "table1.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; make it with `python -m endolib run --profile {profile} --only 01`")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -181,8 +186,14 @@ def with_table1(card_text: str, table: str) -> str:
     return card_text[:start + len(_T1_START)] + "\n" + table + "\n" + card_text[end:]
 
 
-def write_cards(profile: str = "quick") -> list[Path]:
-    """Rewrite the model card and the data card's Table 1 block from ``results/<profile>/``."""
+def write_cards(profile: str = "quick", dataset: str | None = None) -> list[Path]:
+    """Rewrite the model card and the data card's Table 1 block from ``results/<profile>/``. For another
+    dataset's study the cards go to its own ``results/<profile>/<dataset>/`` (``model_card.md``, ``table1.md``):
+    ``docs/`` describes the phantom study only."""
+    if dataset is not None:
+        table1 = paths(profile, dataset=dataset).results / "table1.md"
+        table1.write_text(data_card_table(profile, dataset=dataset) + "\n")
+        return [write_model_card(profile, dataset=dataset), table1]
     data_card = repo_root() / DATA_CARD_PATH
     data_card.write_text(with_table1(data_card.read_text(), data_card_table(profile)))
     return [write_model_card(profile), data_card]
@@ -193,9 +204,15 @@ def cards_main(argv: list[str]) -> int:
     README and docs pages (:mod:`endolib.study.pages`) from ``results/PROFILE/``."""
     ap = argparse.ArgumentParser(prog="python -m endolib cards", description=cards_main.__doc__)
     ap.add_argument("profile", nargs="?", default="quick", help="whose results (default quick)")
+    ap.add_argument("--dataset", help="another prepared dataset's study: its cards go to results/PROFILE/DATASET/ "
+                                      "(docs/ and the README are left as they are)")
     args = ap.parse_args(argv)
     from endolib.study.pages import write_pages
 
+    if args.dataset is not None:
+        for written in write_cards(args.profile, args.dataset):
+            print(f"wrote {written}")
+        return 0
     for written in write_cards(args.profile) + write_pages(args.profile):
         print(f"wrote {written}")
     return 0

@@ -12,7 +12,10 @@ Schedulers (:func:`parse_scheduler`):
 * ``local`` / ``local:N`` - a ``LocalCluster`` of N one-thread worker processes on this machine (default N: the
   cores, or the GPUs when there are any: one training per GPU).
 * ``slurm`` / ``slurm:N`` - ``dask_jobqueue.SLURMCluster`` with N worker jobs, configured by a ``jobqueue.yaml``
-  (``~/.config/dask/jobqueue.yaml`` or ``$DASK_CONFIG``; example in ``docs/jobqueue.yaml``).
+  (``~/.config/dask/jobqueue.yaml`` or ``$DASK_CONFIG``; example in ``docs/jobqueue.yaml``). The worker job script
+  is first checked with ``sbatch --test-only`` (:func:`slurm_preflight`): a partition, account or limit the
+  cluster refuses is an error within ``timeout`` seconds, before any job is submitted; a worker job that ends
+  (``scancel``, time limit, node failure) is replaced while units are left (:class:`_JobKeeper`).
 * ``tcp://HOST:PORT`` - an existing Dask scheduler (workers started with ``dask worker``).
 
 Workers that advertise a ``GPU`` resource (``dask worker --resources GPU=1``) get one training at a time per GPU:
@@ -37,7 +40,8 @@ from pathlib import Path
 from endolib.config import CLASSIFIERS, MODELS, SEGMENTERS, get_profile
 
 __all__ = ["parse_scheduler", "connect", "study_runs", "run_unit", "run_final", "run_finish", "train_on_dask",
-           "DaskReport", "UnitFailed", "MissingDependency", "SchedulerUnreachable", "run_study"]
+           "DaskReport", "UnitFailed", "MissingDependency", "SchedulerUnreachable", "SlurmRejected",
+           "slurm_preflight", "run_study"]
 
 
 #: The pip command named by the error when the optional dependency is missing.
@@ -51,6 +55,11 @@ class MissingDependency(ImportError):
 
 class SchedulerUnreachable(ConnectionError):
     """The Dask scheduler address did not answer within the timeout."""
+
+
+class SlurmRejected(ValueError):
+    """SLURM refuses the worker job script (``sbatch --test-only``: partition, account, QOS, limits), or the worker
+    jobs ended before a Dask worker connected; the message has sbatch's own words and the job script."""
 
 
 class UnitFailed(RuntimeError):
@@ -91,17 +100,23 @@ def _require(module: str, pip: str):
 
 
 @contextlib.contextmanager
-def connect(spec: str, timeout: float = 10.0, quiet: bool = True):
+def connect(spec: str, timeout: float = 10.0, quiet: bool = True, start_timeout: float | None = None):
     """A ``dask.distributed.Client`` for a scheduler spec (closed, with its cluster, on exit).
 
     Args:
         spec: see :func:`parse_scheduler` (not ``serial``).
-        timeout: seconds to wait for a scheduler address to answer.
+        timeout: seconds to wait for a scheduler address to answer; for ``slurm``, for ``sbatch --test-only`` and
+            for sbatch to submit the worker jobs.
         quiet: keep Dask's own log lines out of the output.
+        start_timeout: ``slurm``: seconds to wait for the first worker job to run and connect (None: as long as
+            the queue takes; the jobs' state is printed every minute).
 
     Raises:
         MissingDependency: Dask (or dask-jobqueue for ``slurm``) is not installed.
-        SchedulerUnreachable: a ``tcp://`` address does not answer within ``timeout``.
+        SchedulerUnreachable: a ``tcp://`` address does not answer within ``timeout``; ``slurm``: no sbatch, no
+            answer from SLURM, or no worker within ``start_timeout``.
+        SlurmRejected: SLURM refuses the worker job (partition, account, limits), or its jobs ended before a
+            worker connected.
     """
     kind, arg = parse_scheduler(spec)
     if kind == "serial":
@@ -131,9 +146,16 @@ def connect(spec: str, timeout: float = 10.0, quiet: bool = True):
         _require("dask_jobqueue", PIP_SLURM)
         from dask_jobqueue import SLURMCluster
 
+        slurm_preflight(timeout)  # a partition/account SLURM refuses: an error now, not a cluster that never starts
         cluster = SLURMCluster()  # every setting from jobqueue.yaml (docs/jobqueue.yaml)
-        cluster.scale(jobs=arg or 1)
-        client = Client(cluster)
+        try:
+            t0 = time.monotonic()
+            cluster.scale(jobs=arg or 1)
+            client = Client(cluster)
+            _wait_for_slurm_worker(client, cluster, t0, timeout, start_timeout)
+        except BaseException:
+            cluster.close()
+            raise
     else:
         try:
             client = Client(arg, timeout=f"{timeout}s")
@@ -152,6 +174,133 @@ def connect(spec: str, timeout: float = 10.0, quiet: bool = True):
         _restore_environ(environ)
 
 
+def _sbatch(args: list[str], timeout: float, what: str):
+    import shutil
+    import subprocess
+
+    if not shutil.which("sbatch"):
+        raise SchedulerUnreachable(f"--scheduler slurm: there is no `sbatch` here ({what}); run the study on a "
+                                   f"SLURM login node, or use --scheduler local:N or tcp://HOST:PORT")
+    try:
+        return subprocess.run(["sbatch", *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SchedulerUnreachable(f"--scheduler slurm: `sbatch {' '.join(args)}` ({what}) did not answer within "
+                                   f"{timeout:g} s; is slurmctld reachable (`sinfo`)? (--timeout)") from None
+
+
+def slurm_preflight(timeout: float = 10.0) -> str:
+    """``sbatch --test-only`` of the worker job script dask-jobqueue would submit (jobqueue.yaml), before any
+    cluster object or job exists: what SLURM would refuse (an unknown partition or account, a QOS, a time or
+    memory limit) is a :class:`SlurmRejected` naming sbatch's words, instead of jobs that never start.
+
+    Returns:
+        sbatch's answer (``Job N to start at ... on nodes ...``).
+
+    Raises:
+        SlurmRejected: sbatch refused the job script.
+        SchedulerUnreachable: no sbatch, or no answer within ``timeout`` seconds.
+    """
+    import tempfile
+
+    from dask_jobqueue.slurm import SLURMJob
+
+    job = SLURMJob(scheduler="tcp://127.0.0.1:1", name="endolib-preflight")
+    header = job.job_header  # the #SBATCH lines of jobqueue.yaml; the worker command is not needed to test
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="endolib-preflight-", delete=False) as fh:
+        fh.write(f"#!/usr/bin/env bash\n{header}\ntrue\n")
+    try:
+        r = _sbatch(["--test-only", fh.name], timeout, "checking the worker job with --test-only")
+    finally:
+        os.unlink(fh.name)
+    answer = (r.stdout + r.stderr).strip()
+    if r.returncode != 0:
+        raise SlurmRejected(f"--scheduler slurm: SLURM refuses the worker job of jobqueue.yaml (`sbatch --test-only`"
+                            f", exit {r.returncode}):\n    {answer}\nits #SBATCH lines:\n{header}\nfix queue/account/"
+                            f"walltime/memory/job-extra-directives in jobqueue.yaml ($DASK_CONFIG or "
+                            f"~/.config/dask/; docs/jobqueue.yaml)")
+    return answer
+
+
+def _slurm_states(ids: list[str]) -> dict:
+    """{job id: (state, reason)} from squeue for the jobs still known to SLURM."""
+    import subprocess
+
+    if not ids:
+        return {}
+    try:
+        r = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"], capture_output=True, text=True,
+                           timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2:
+            out[parts[0]] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return out
+
+
+def _job_ids(cluster) -> list[str]:
+    return [str(j.job_id) for j in list(cluster.workers.values()) if getattr(j, "job_id", None)]
+
+
+def _wait_for_slurm_worker(client, cluster, t0: float, timeout: float, start_timeout: float | None) -> None:
+    """Wait (bounded by ``start_timeout``) for the first worker job to connect; fail clearly when sbatch submitted
+    nothing within ``timeout`` or every job ended without a worker."""
+    ever, last_print = set(), time.monotonic()
+    while True:
+        if client.scheduler_info()["workers"]:
+            ids = _job_ids(cluster)
+            print(f"SLURM: first worker connected {time.monotonic() - t0:.1f} s after submitting "
+                  f"{len(cluster.worker_spec)} worker job(s) (job ids {', '.join(ids)})", flush=True)
+            return
+        ids = _job_ids(cluster)
+        ever.update(ids)
+        waited = time.monotonic() - t0
+        if not ever and waited > timeout:
+            raise SchedulerUnreachable(f"--scheduler slurm: sbatch submitted no worker job within {timeout:g} s "
+                                       f"(--timeout)")
+        if ever and waited > 5 and not _slurm_states(sorted(ever)) and not client.scheduler_info()["workers"]:
+            log_dir = getattr(cluster, "_dummy_job", None)
+            log_dir = getattr(log_dir, "log_directory", None) or "(no log-directory in jobqueue.yaml: slurm-<id>.out)"
+            raise SlurmRejected(f"--scheduler slurm: worker job(s) {', '.join(sorted(ever))} ended before their Dask "
+                                f"worker connected; see the job logs in {log_dir} and the job-script-prologue / "
+                                f"python of jobqueue.yaml")
+        if start_timeout is not None and waited > start_timeout:
+            states = _slurm_states(sorted(ever))
+            raise SchedulerUnreachable(f"--scheduler slurm: no worker job running after {start_timeout:g} s "
+                                       f"(--start-timeout): " + ("; ".join(f"job {i} {st} ({why})" for i, (st, why)
+                                                                          in states.items()) or "no job queued"))
+        if time.monotonic() - last_print > 60:
+            last_print = time.monotonic()
+            states = _slurm_states(sorted(ever))
+            print("SLURM: waiting for a worker job: " + ("; ".join(f"job {i} {st} ({why})" for i, (st, why)
+                                                                  in states.items()) or "submitting"), flush=True)
+        time.sleep(0.5)
+
+
+class _JobKeeper:
+    """While tasks are left, replace the worker jobs of a dask-jobqueue cluster that ended (scancel, time limit,
+    node failure): Dask reschedules the lost worker's tasks on the others, and ``cluster.scale`` submits a new job
+    for the lost one (SpecCluster starts a job for every spec that has none). Other clusters: nothing to do."""
+
+    def __init__(self, client):
+        cluster = getattr(client, "cluster", None)
+        self.cluster = cluster if cluster is not None and hasattr(cluster, "job_cls") else None
+        self.ids = set(_job_ids(self.cluster)) if self.cluster is not None else set()
+
+    def __call__(self) -> None:
+        if self.cluster is None:
+            return
+        self.cluster.scale(jobs=len(self.cluster.worker_spec))
+        ids = set(_job_ids(self.cluster))
+        gone, new = self.ids - ids, ids - self.ids
+        if gone or new:
+            print(f"SLURM: worker job(s) {', '.join(sorted(gone)) or '-'} ended; "
+                  f"{', '.join(sorted(new)) or 'a replacement is being'} submitted", flush=True)
+        self.ids = ids
+
+
 def _restore_environ(environ: dict) -> None:
     """Make ``os.environ`` equal to ``environ`` again (see :func:`connect`)."""
     for k in set(os.environ) - set(environ):
@@ -159,7 +308,8 @@ def _restore_environ(environ: dict) -> None:
     os.environ.update(environ)
 
 
-def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, seeds=None) -> list:
+def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, seeds=None,
+               dataset: str | None = None) -> list:
     """The :class:`endolib.training.settings.TrainSettings` of every (model, training seed) the study trains.
 
     Args:
@@ -167,12 +317,15 @@ def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, see
         archs: models (default: all eleven, in the paper's order).
         data_dir: prepared dataset (default the profile's phantom).
         seeds: training seeds (default the profile's ``training_seeds``).
+        dataset: the study's dataset name (default: :func:`endolib.config.dataset_name` of ``data_dir``); its runs
+            go to ``runs/<profile>/<dataset>/``.
     """
     from endolib.training.settings import training_settings
 
     archs = [a for a in MODELS if a in archs] if archs else list(MODELS)
     seeds = tuple(seeds) if seeds is not None else get_profile(profile).training_seeds
-    return [training_settings(a, profile, data_dir=data_dir, training_seed=s) for a in archs for s in seeds]
+    return [training_settings(a, profile, data_dir=data_dir, training_seed=s, dataset=dataset)
+            for a in archs for s in seeds]
 
 
 # ------------------------------------------------------------------------------------------------- tasks
@@ -321,7 +474,6 @@ def train_on_dask(client, runs: list, retries: int = 1, progress: bool = True) -
     Raises:
         FileNotFoundError, ValueError: a model's inputs are missing or unusable (checked before submitting).
     """
-    from distributed import as_completed
     from tqdm.auto import tqdm
 
     from endolib.training.frames import prepare_data
@@ -361,9 +513,18 @@ def train_on_dask(client, runs: list, retries: int = 1, progress: bool = True) -
         f = client.submit(run_finish, s, *deps, key=f"finish-{s.arch}-seed{s.training_seed}", retries=retries,
                           resources=resources, pure=False)
         tasks.append((f, s, "finish", deps))
-    for _ in tqdm(as_completed([t[0] for t in tasks]), total=len(tasks), desc="Dask training tasks",
-                  disable=not progress):
-        pass
+    from distributed import wait
+
+    keep = _JobKeeper(client)
+    pending = [t[0] for t in tasks]
+    with tqdm(total=len(tasks), desc="Dask training tasks", disable=not progress) as bar:
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=2, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = ()
+            bar.update(len(done))
+            keep()
     bad = set()
     for f, s, what, deps in tasks:  # dependencies come first: a task after a failure is "not run"
         if f.status == "finished":
@@ -419,19 +580,25 @@ def unit_priority(settings, data, batch: int = 4) -> int:
 
 def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict | None = None, progress: bool = True,
               retries: int = 1, timeout: float = 10.0, notebooks_dir=None, output_dir=None, execute=None,
-              force: bool = False) -> list:
+              force: bool = False, dataset: str | None = None, start_timeout: float | None = None) -> list:
     """``python -m endolib run --scheduler ...``: notebook 01, all training units on Dask, then the notebooks.
+
+    ``extra["data_dir"]`` (and ``dataset``) make it the study on another prepared dataset, in its own folders
+    (:func:`endolib.study.runner.study_of`).
 
     Returns the runner's results (:class:`endolib.study.runner.Result`), with a failed entry for every model whose
     training failed on Dask (its notebook is not run).
     """
     from endolib.study.plan import Job, plan
-    from endolib.study.runner import Result, _save_summary, run
+    from endolib.study.runner import Result, _save_summary, run, study_of
 
-    extra = dict(extra or {})
+    study, extra = study_of(profile, extra, dataset)
     jobs = plan(profile, only, archs, extra)
     names = [j.notebook for j in jobs]
-    parse_scheduler(scheduler)  # a bad spec fails before anything runs
+    kind, _ = parse_scheduler(scheduler)  # a bad spec fails before anything runs
+    if kind == "slurm":  # so does a partition or account SLURM refuses (connect checks again)
+        _require("dask_jobqueue", PIP_SLURM)
+        slurm_preflight(timeout)
     kw = dict(extra=extra, progress=progress, notebooks_dir=notebooks_dir, output_dir=output_dir, execute=execute,
               force=force)
     results = []
@@ -442,10 +609,10 @@ def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict |
     train_archs = [j.parameters["arch"] for j in jobs if "arch" in j.parameters]
     failed = []
     if train_archs and all(r.ok for r in results):
-        runs = study_runs(profile, train_archs, extra.get("data_dir"))
+        runs = study_runs(profile, train_archs, extra.get("data_dir"), dataset=study.dataset)
         print(f"submitting the training units of {len(train_archs)} model(s) x {len(runs) // len(train_archs)} "
               f"seed(s) to Dask ({scheduler})", flush=True)
-        with connect(scheduler, timeout=timeout) as client:
+        with connect(scheduler, timeout=timeout, start_timeout=start_timeout) as client:
             report = train_on_dask(client, runs, retries=retries, progress=progress)
         print(report.summary(), flush=True)
         failed = report.failed_models
@@ -465,10 +632,8 @@ def run_study(profile: str, scheduler: str, only=None, archs=None, extra: dict |
     rest = [n for n in dict.fromkeys(names) if n not in ("01_data_preparation", "02_classifier_training",
                                                          "03_segmentation_training")]
     if rest:
-        results += run(profile, only=rest, **kw)
+        results += run(profile, only=rest, archs=archs, **kw)
     order = {n: i for i, n in enumerate(names)}
     results.sort(key=lambda r: order.get(r.job.notebook, 99))
-    from endolib.config import paths
-
-    _save_summary(results, (Path(output_dir) if output_dir else paths(profile).runs) / "summary.csv")
+    _save_summary(results, (Path(output_dir) if output_dir else study.runs) / "summary.csv")
     return results

@@ -16,7 +16,11 @@ A job's *inputs* are content hashes of
 A job is skipped only when all of these are equal to the ones recorded after its last successful run **and**
 every output it wrote then is still there with the same content (tables and figures it wrote, its run folder for
 02/03, the dataset for 01, and the executed notebook). Anything else reruns it, and the runner prints why.
-The record is ``runs/<profile>/build_state.json``; ``python -m endolib run --force`` reruns everything.
+The record is ``runs/<profile>/build_state.json``; ``python -m endolib run --force`` reruns everything. A study on
+another prepared dataset keeps its own (``runs/<profile>/<dataset>/build_state.json``, provenance in
+``results/<profile>/<dataset>/``), reads its own runs and tables, and never counts the phantom's generated
+``phantom_raw/``; the phantom study's bookkeeping leaves the dataset studies' folders inside
+``results/<profile>/`` out, so neither study's run makes the other rerun.
 
 The same bookkeeping feeds :mod:`endolib.study.provenance`: each executed job's new or changed tables and figures are
 attributed to it in ``results/<profile>/provenance.json``.
@@ -129,13 +133,15 @@ class Tracker:
         output_dir: where executed notebooks go; ``build_state.json`` is kept there.
         force: rerun every job (and record it).
         provenance_file: where provenance is recorded (default ``results/<profile>/provenance.json`` when
-            ``output_dir`` is ``runs/<profile>``, else ``output_dir/provenance.json``).
+            ``output_dir`` is ``runs/<profile>``, else ``output_dir/provenance.json``; for a dataset's study the
+            same under ``<dataset>/``).
+        dataset: the study's dataset name (None: the phantom study; :func:`endolib.config.paths`).
     """
 
     def __init__(self, profile: str, notebooks_dir: str | Path, output_dir: str | Path, force: bool = False,
-                 provenance_file: str | Path | None = None):
+                 provenance_file: str | Path | None = None, dataset: str | None = None):
         self.profile, self.force = profile, force
-        self.p = paths(profile)
+        self.p = paths(profile, dataset=dataset)
         self.nb_dir, self.out_dir = Path(notebooks_dir), Path(output_dir)
         self.state_file = self.out_dir / STATE_FILE
         default_out = self.out_dir.resolve() == self.p.runs.resolve()
@@ -174,6 +180,15 @@ class Tracker:
     def _watched(self) -> list[Path]:
         return [self.p.results, self.p.figures]
 
+    def _snapshot(self) -> dict:
+        """:func:`endolib.study.provenance.snapshot` of the study's tables and figures. The phantom study's
+        ``results/<profile>/`` holds the other datasets' studies as sub-folders (it writes none itself): they are
+        left out, so a dataset's study never changes what the phantom study's jobs read or wrote."""
+        others = ()
+        if self.p.dataset is None and self.p.results.is_dir():
+            others = tuple(d.name for d in self.p.results.iterdir() if d.is_dir())
+        return prov.snapshot(self._watched(), exclude_dirs=others)
+
     def inputs(self, job) -> dict:
         """The content hashes the skip decision compares (see the module docstring)."""
         params = dict(job.parameters)
@@ -195,9 +210,10 @@ class Tracker:
                 # clips/ (the 30 FPS clips, endolib.data.phantom.write_clip) is a cache that notebook 07 renders on first
                 # use from the phantom's seed and the endolib source, both inputs already: counting it would make
                 # the first 07 run change the "dataset" of every notebook and rerun the whole study once more
-                out["data"] = _sha([prov.dataset_fingerprint(self._data_dir(job)),
-                                    prov.tree_fingerprint(self.p.phantom_raw, exclude=("phantom.json",),
-                                                          exclude_dirs=("clips",))])
+                # another dataset's study does not read the generated phantom (its record keeps the same shape)
+                raw = None if self.p.dataset is not None else prov.tree_fingerprint(
+                    self.p.phantom_raw, exclude=("phantom.json",), exclude_dirs=("clips",))
+                out["data"] = _sha([prov.dataset_fingerprint(self._data_dir(job)), raw])
             elif what == "runs":
                 out["runs"] = _sha({m: prov.tree_fingerprint(self.p.run(m)) for m in MODELS})
             elif what == "realtime":  # made outside the runner (bench realtime); absent is a state too
@@ -209,12 +225,15 @@ class Tracker:
     def _outputs_of(self, notebook: str) -> str:
         """Hash of the current content of the files ``notebook`` wrote in its recorded runs.
 
-        Without a record (it never ran through the runner) every table and figure counts, so nothing stale is used.
+        Without a record (it never ran through the runner) every table and figure that no recorded job wrote counts,
+        so nothing stale is used, and a job's own outputs do not make it rerun (``--only 01 02 03 04`` without 05).
         """
         files = sorted({f for name, rec in self.state.items() if rec.get("notebook") == notebook
                         for f in rec.get("outputs", {}).get("files", {})})
         if not any(rec.get("notebook") == notebook for rec in self.state.values()):
-            files = sorted(self._rel(f) for f in prov.snapshot(self._watched()) if not f.endswith("provenance.json"))
+            written = {f for rec in self.state.values() for f in rec.get("outputs", {}).get("files", {})}
+            files = sorted(f for f in (self._rel(g) for g in self._snapshot() if not g.endswith("provenance.json"))
+                           if f not in written)
         return _sha({f: (prov.sha256_file(self._abs(f)) if self._abs(f).exists() else None) for f in files})
 
     def _rel(self, path) -> str:
@@ -269,14 +288,14 @@ class Tracker:
         """Before executing: forget the job's record (an interrupted run must rerun) and list the outputs."""
         if self.state.pop(job.output_name, None) is not None:
             self._save_state()
-        self._before = prov.snapshot(self._watched())
+        self._before = self._snapshot()
 
     def finished(self, job, ok: bool, seconds: float, executed: str | Path) -> None:
         """After executing: on success record inputs, outputs and provenance."""
         prov._HASH_CACHE.clear()  # files may have been rewritten within the same second: hash them again
         if not ok:
             return
-        changed = [f for f in prov.changed_files(self._before, prov.snapshot(self._watched()))
+        changed = [f for f in prov.changed_files(self._before, self._snapshot())
                    if not f.endswith(("provenance.json", ".tmp"))]
         executed = Path(executed)
         files = {self._rel(f): prov.sha256_file(f) for f in changed + ([str(executed)] if executed.exists() else [])}
@@ -300,9 +319,9 @@ class Tracker:
         reads = READS.get(job.notebook, ("data", "runs"))
         arch = job.parameters.get("arch")
         if "runs" in reads:
-            runs = prov.runs_used(self.profile)
+            runs = prov.runs_used(self.profile, dataset=self.p.dataset)
         elif arch:
-            runs = prov.runs_used(self.profile, models=(arch,))
+            runs = prov.runs_used(self.profile, models=(arch,), dataset=self.p.dataset)
         else:
             runs = []
         data_dir = self._data_dir(job) if ("data" in reads or job.notebook == "01_data_preparation") else None

@@ -1,5 +1,13 @@
 """The study's notebook plan: the numbered notebooks (:data:`NOTEBOOKS`), which run once per architecture
 (:data:`PER_ARCH`), and :func:`plan`, the jobs (notebook + papermill parameters) a ``run`` executes.
+
+With ``archs`` (``python -m endolib run --arch ...``) the notebooks after training evaluate, time and draw that
+subset too: :func:`subset_parameters` gives each its parameters (04 ``classifiers``/``segmenters``, 05
+``bench_models``, 06 ``models``, 07 ``classifier``/``segmenter``).
+
+Example:
+    >>> subset_parameters("04_evaluation", ["unet", "resnet18"])
+    {'classifiers': ['resnet18'], 'segmenters': ['unet']}
 """
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from dataclasses import dataclass, field
 
 from endolib.config import CLASSIFIERS, PROFILES, SEGMENTERS
 
-__all__ = ["NOTEBOOKS", "PER_ARCH", "Job", "plan"]
+__all__ = ["NOTEBOOKS", "PER_ARCH", "SUBSET_NOTEBOOKS", "Job", "plan", "subset_parameters"]
 
 
 #: The study, in execution order: 05 runs before 04 and 06 because the two-stage frame rates of 04 and the
@@ -23,6 +31,50 @@ NOTEBOOKS = (
 )
 #: Notebooks run once per architecture, with ``arch`` as papermill parameter.
 PER_ARCH = {"02_classifier_training": CLASSIFIERS, "03_segmentation_training": SEGMENTERS}
+
+
+#: The notebooks after training that take the runner's model subset, and the kinds of model each needs at least one
+#: of (04 evaluates both stages and the gate between them; 05 times any; 06 draws segmenters; 07 deploys a pair).
+SUBSET_NOTEBOOKS = {"04_evaluation": ("cls", "seg"), "05_computational_load": (), "06_figures": ("seg",),
+                    "07_video_demo": ("cls", "seg")}
+#: The model 07 deploys when the subset has it (its default), else the subset's first of that kind.
+_DEPLOYED = {"cls": "resnet18", "seg": "unet"}
+
+
+def subset_parameters(notebook: str, archs) -> dict:
+    """The papermill parameters that restrict ``notebook`` (04-07) to the models ``archs``; ``{}`` for the others
+    (02 and 03 take ``arch``, 01 trains nothing) or without ``archs``.
+
+    Args:
+        notebook: a notebook stem of :data:`NOTEBOOKS`.
+        archs: registry names (the runner's ``--arch``), in any order; None or empty: no restriction.
+
+    Raises:
+        ValueError: the subset has no model of a kind the notebook needs (e.g. 04 without a classifier).
+
+    Example:
+        >>> subset_parameters("07_video_demo", ["aunet", "unet", "resnet34"])
+        {'classifier': 'resnet34', 'segmenter': 'unet'}
+        >>> subset_parameters("05_computational_load", ["unet"])
+        {'bench_models': ['unet']}
+    """
+    if not archs or notebook not in SUBSET_NOTEBOOKS:
+        return {}
+    chosen = {"cls": [a for a in CLASSIFIERS if a in archs], "seg": [a for a in SEGMENTERS if a in archs]}
+    for kind in SUBSET_NOTEBOOKS[notebook]:
+        if not chosen[kind]:
+            other = CLASSIFIERS if kind == "cls" else SEGMENTERS
+            raise ValueError(f"--arch {' '.join(archs)}: notebook {notebook} needs at least one "
+                             f"{'classifier' if kind == 'cls' else 'segmenter'} ({', '.join(other)}); add one, or "
+                             f"leave {notebook[:2]} out with --only")
+    if notebook == "04_evaluation":
+        return {"classifiers": chosen["cls"], "segmenters": chosen["seg"]}
+    if notebook == "05_computational_load":
+        return {"bench_models": chosen["cls"] + chosen["seg"]}
+    if notebook == "06_figures":
+        return {"models": chosen["seg"]}
+    return {kind_param: (_DEPLOYED[kind] if _DEPLOYED[kind] in chosen[kind] else chosen[kind][0])
+            for kind_param, kind in (("classifier", "cls"), ("segmenter", "seg"))}
 
 
 @dataclass(frozen=True)
@@ -55,8 +107,13 @@ def plan(profile: str, only: list[str] | None = None, archs: list[str] | None = 
     Args:
         profile: ``smoke``, ``quick`` or ``paper``.
         only: notebook numbers or names to run (default: all).
-        archs: restrict the per-architecture notebooks to these registry names.
-        extra: more papermill parameters passed to every notebook (e.g. ``{"data_dir": "..."}``).
+        archs: restrict the per-architecture notebooks to these registry names, and notebooks 04-07 to evaluate,
+            time and draw them (:func:`subset_parameters`).
+        extra: more papermill parameters passed to every notebook (e.g. ``{"data_dir": "...", "dataset": "mine"}``).
+
+    Example:
+        >>> [j.parameters.get("segmenters") for j in plan("smoke", only=["03", "04"], archs=["resnet18", "unet"])]
+        [None, ['unet']]
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
@@ -75,5 +132,5 @@ def plan(profile: str, only: list[str] | None = None, archs: list[str] | None = 
                 raise ValueError(f"none of {archs} is trained by {nb}; it trains {', '.join(PER_ARCH[nb])}")
             jobs += [Job(nb, {**base, "arch": a}) for a in names]
         else:
-            jobs.append(Job(nb, dict(base)))
+            jobs.append(Job(nb, {**base, **subset_parameters(nb, archs)}))
     return jobs

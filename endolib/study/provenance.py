@@ -94,14 +94,15 @@ def dataset_fingerprint(data_dir: str | Path) -> str | None:
     return tree_fingerprint(data_dir, exclude=("prepare.json", "report.csv"))
 
 
-def runs_used(profile: str, models=MODELS, root: str | Path | None = None) -> list[dict]:
+def runs_used(profile: str, models=MODELS, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:
     """Every trained run of ``profile`` on disk: model, seed and sha256 of its checkpoint ``model.safetensors``.
 
-    Reads both layouts: ``runs/<profile>/<model>/model.safetensors`` and ``runs/<profile>/<model>/seed<s>/...``.
+    Reads both layouts: ``runs/<profile>/<model>/model.safetensors`` and ``runs/<profile>/<model>/seed<s>/...``;
+    ``dataset`` (a study on another prepared dataset) reads ``runs/<profile>/<dataset>/`` instead.
     """
     out = []
     for model in models:
-        folder = paths(profile, root).run(model)
+        folder = paths(profile, root, dataset).run(model)
         for ckpt in sorted(folder.glob("model.safetensors")) + sorted(folder.glob("seed*/model.safetensors")):
             seed = None
             if ckpt.parent.name.startswith("seed") and ckpt.parent.name[4:].isdigit():
@@ -134,13 +135,14 @@ def git_state(root: str | Path | None = None) -> dict:
         return {"git_commit": None, "git_dirty": None, "git_dirty_files": []}
 
 
-def snapshot(folders) -> dict[str, tuple[int, int]]:
-    """``{path: (size, mtime_ns)}`` of every file under the given folders (missing folders are empty)."""
+def snapshot(folders, exclude_dirs=()) -> dict[str, tuple[int, int]]:
+    """``{path: (size, mtime_ns)}`` of every file under the given folders (missing folders are empty), leaving out
+    folders named in ``exclude_dirs`` at any depth."""
     snap = {}
     for folder in folders:
         folder = Path(folder)
         if folder.exists():
-            for f in _files(folder):
+            for f in _files(folder, exclude_dirs=frozenset(exclude_dirs)):
                 st = f.stat()
                 snap[str(f)] = (st.st_size, st.st_mtime_ns)
     return snap
@@ -216,17 +218,19 @@ def update_provenance(path: str | Path, record: dict, outputs: list[str | Path])
     return data
 
 
-def provenance_of(file: str | Path, profile: str, root: str | Path | None = None) -> dict | None:
+def provenance_of(file: str | Path, profile: str, root: str | Path | None = None,
+                  dataset: str | None = None) -> dict | None:
     """The provenance of one table or figure (its job's record plus ``sha256`` and ``current``), or None.
 
     ``current`` is False when the file changed after the runner recorded it (e.g. a notebook was run by hand).
+    ``dataset``: a study on another prepared dataset (its ``results/<profile>/<dataset>/provenance.json``).
 
     Example:
         >>> provenance_of("results/nonexistent/table1.csv", "nonexistent") is None
         True
     """
     root = Path(root) if root else repo_root()
-    data = load_provenance(paths(profile, root).results / "provenance.json")
+    data = load_provenance(paths(profile, root, dataset).results / "provenance.json")
     rel = _rel(Path(file) if Path(file).is_absolute() else root / file, root)
     entry = data["outputs"].get(rel)
     if entry is None:

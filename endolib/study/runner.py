@@ -8,6 +8,11 @@ and is saved as ``runs/<profile>/summary.csv``. A job whose inputs are unchanged
 skipped (``endolib.study.incremental``; ``force=True`` reruns everything) and each executed job's tables and figures are
 recorded in ``results/<profile>/provenance.json`` (``endolib.study.provenance``).
 
+A study on another prepared dataset (``--data-dir data/mine``, optionally ``--dataset NAME``) is kept apart from
+the phantom study's (:func:`endolib.config.study_paths`): its executed notebooks, ``summary.csv`` and
+``build_state.json`` go to ``runs/<profile>/<dataset>/``, its tables, figures and ``provenance.json`` to
+``results/<profile>/<dataset>/``; every notebook gets ``data_dir`` and ``dataset`` (:func:`study_of`).
+
 Example:
     >>> [j.output_name for j in plan("smoke", only=["03"], archs=["unet", "aunet"])]
     ['03_segmentation_training__unet.ipynb', '03_segmentation_training__aunet.ipynb']
@@ -18,11 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from endolib.config import paths
+from endolib.config import Paths, require, study_paths
 from endolib.study.incremental import Tracker
 from endolib.study.plan import PER_ARCH, Job, plan
 
-__all__ = ["Result", "run", "format_summary"]
+__all__ = ["Result", "run", "format_summary", "study_of", "where_outputs_are"]
 
 
 @dataclass
@@ -40,26 +45,89 @@ def _error_line(exc: BaseException) -> str:
     return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
 
+def study_of(profile: str, extra: dict | None = None, dataset: str | None = None) -> tuple[Paths, dict]:
+    """The study a run belongs to and the parameters every notebook gets: the phantom study without a
+    ``data_dir``; else ``data_dir`` made absolute (the notebooks run in ``notebooks/``) and checked, and its
+    ``dataset`` name (:func:`endolib.config.dataset_name`: ``dataset`` if given, else the folder's name).
+
+    Args:
+        profile: the profile.
+        extra: the papermill parameters given to every notebook (``data_dir`` among them, or not).
+        dataset: the study's name (``--dataset``, else ``extra["dataset"]``); needs a ``data_dir`` in ``extra``.
+
+    Returns:
+        ``(paths, extra)``: :func:`endolib.config.study_paths` of the study and the parameters to pass on.
+
+    Raises:
+        ValueError: ``dataset`` without a ``data_dir``, or a name that cannot key a study.
+        FileNotFoundError: ``data_dir`` holds no prepared dataset (the message names how to import one).
+
+    Example:
+        >>> study_of("smoke")[0].dataset is None
+        True
+        >>> study_of("smoke", {"data_dir": "/nonexistent/mine"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: /nonexistent/mine/index.csv: the prepared dataset is missing; make it with `papermill ...
+    """
+    extra = dict(extra or {})
+    dataset = extra.get("dataset") if dataset is None else dataset
+    data_dir = extra.get("data_dir")
+    if data_dir is None:
+        if dataset is not None:
+            raise ValueError(f"dataset {dataset!r} names the study on another prepared dataset: give its --data-dir")
+        return study_paths(profile), extra
+    data_dir = Path(data_dir).expanduser().resolve()
+    study = study_paths(profile, data_dir, dataset)
+    if study.dataset is None:  # the profile's own phantom, named by its path
+        return study, {**extra, "data_dir": str(data_dir)}
+    require(data_dir / "index.csv", "the prepared dataset",
+            f"papermill notebooks/01_data_preparation.ipynb runs/import01.ipynb -p source folders ... "
+            f"-p output_dir {data_dir} -p profile {profile}")
+    return study, {**extra, "data_dir": str(data_dir), "dataset": study.dataset}
+
+
+def where_outputs_are(study: Paths) -> str:
+    """Where a study's tables, figures and executed notebooks are, relative to the repository root.
+
+    Example:
+        >>> from endolib.config import paths
+        >>> print(where_outputs_are(paths("smoke", root="/r", dataset="mine")))
+        study 'mine' (profile smoke): tables in results/smoke/mine/, figures in results/smoke/mine/figures/, executed notebooks and run folders in runs/smoke/mine/
+    """
+    def rel(path: Path) -> str:
+        try:
+            return path.relative_to(study.root).as_posix() + "/"
+        except ValueError:
+            return f"{path}/"
+    name = "the phantom study" if study.dataset is None else f"study {study.dataset!r}"
+    return (f"{name} (profile {study.profile}): tables in {rel(study.results)}, figures in {rel(study.figures)}, "
+            f"executed notebooks and run folders in {rel(study.runs)}")
+
+
 def run(profile: str, only: list[str] | None = None, archs: list[str] | None = None, extra: dict | None = None,
         notebooks_dir: str | Path | None = None, output_dir: str | Path | None = None,
-        progress: bool = True, execute=None, force: bool = False, track: bool = True) -> list[Result]:
+        progress: bool = True, execute=None, force: bool = False, track: bool = True,
+        dataset: str | None = None) -> list[Result]:
     """Execute the planned notebooks with papermill, one after another; go on past failures. The notebooks train
     what is not trained yet (serial); with a Dask scheduler, :func:`endolib.study.distributed.run_study` trains
     every unit on Dask first and then calls this (``python -m endolib run`` chooses).
 
     Args:
-        profile, only, archs, extra: see :func:`plan`.
+        profile, only, archs, extra: see :func:`plan`; with ``extra["data_dir"]`` another prepared dataset's
+            study (:func:`study_of`).
         notebooks_dir: where the numbered notebooks are (default ``notebooks/``).
-        output_dir: where executed copies go (default ``runs/<profile>/``).
+        output_dir: where executed copies go (default ``runs/<profile>/``, or ``runs/<profile>/<dataset>/``).
         progress: show papermill's per-cell progress bar.
         execute: the executor, ``execute(input_path, output_path, parameters, cwd)``; default papermill.
         force: rerun every job even if its inputs are unchanged.
         track: skip up-to-date jobs and record build state and provenance (:class:`endolib.study.incremental.Tracker`).
+        dataset: the name of the study on ``extra["data_dir"]`` (default: the prepared dataset's folder name).
 
     Returns:
         One :class:`Result` per job, in order.
     """
-    p = paths(profile)
+    p, extra = study_of(profile, extra, dataset)
     nb_dir = Path(notebooks_dir) if notebooks_dir else p.notebooks
     out_dir = Path(output_dir) if output_dir else p.runs
     jobs = plan(profile, only, archs, extra)
@@ -70,7 +138,7 @@ def run(profile: str, only: list[str] | None = None, archs: list[str] | None = N
         execute = _papermill_executor(progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    tracker = Tracker(profile, nb_dir, out_dir, force=force) if track else None
+    tracker = Tracker(profile, nb_dir, out_dir, force=force, dataset=p.dataset) if track else None
     for i, job in enumerate(jobs, 1):
         if tracker is not None:  # incremental rebuild: skip a job whose inputs and outputs are unchanged
             decision = tracker.decide(job)

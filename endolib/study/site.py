@@ -225,17 +225,18 @@ def _readme_page(root: Path) -> str:
     return _site_links((root / "README.md").read_text())
 
 
-def write_sources(profile: str, src_dir: str | Path | None = None) -> dict:
+def write_sources(profile: str, src_dir: str | Path | None = None, dataset: str | None = None) -> dict:
     """Generate the site's source pages (MyST markdown, notebooks, tables, figures, conf.py) into ``src_dir``.
 
     Args:
         profile: whose runs, results and figures.
         src_dir: target folder (default ``runs/<profile>/site_src``); it is emptied first.
+        dataset: another prepared dataset's study (its runs/results folders, :func:`endolib.config.paths`).
 
     Returns:
         ``{"notebooks": [...], "tables": [...], "figures": [...]}``: the page names written.
     """
-    p = paths(profile)
+    p = paths(profile, dataset=dataset)
     root = p.root
     src = Path(src_dir) if src_dir else p.runs / "site_src"
     executed = sorted(p.runs.glob("*.ipynb"))
@@ -374,13 +375,15 @@ _FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle
             'fill="#b03a2e"/><path d="M4 9c2-4 6-4 8 0" stroke="#f4e3b5" stroke-width="2" fill="none"/></svg>\n')
 
 
-def build_site(profile: str = "quick", out_dir: str | Path | None = None, quiet: bool = True) -> Path:
+def build_site(profile: str = "quick", out_dir: str | Path | None = None, quiet: bool = True,
+               dataset: str | None = None) -> Path:
     """Generate the sources and run Sphinx; returns the built ``index.html``.
 
     Args:
         profile: whose executed notebooks, results and figures.
-        out_dir: HTML folder (default ``runs/<profile>/site``).
+        out_dir: HTML folder (default ``runs/<profile>/site``, a dataset's study ``runs/<profile>/<dataset>/site``).
         quiet: only warnings and errors from Sphinx.
+        dataset: another prepared dataset's study (``make site DATASET=...``); None: the phantom study.
 
     Raises:
         FileNotFoundError: no executed notebooks for ``profile``.
@@ -388,10 +391,10 @@ def build_site(profile: str = "quick", out_dir: str | Path | None = None, quiet:
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    p = paths(profile)
+    p = paths(profile, dataset=dataset)
     src = p.runs / "site_src"
     out = Path(out_dir) if out_dir else p.runs / "site"
-    pages = write_sources(profile, src)
+    pages = write_sources(profile, src, dataset=dataset)
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-j", "1", "-E", *(["-q"] if quiet else []),
@@ -414,9 +417,10 @@ def site_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick", choices=list(PROFILES))
     ap.add_argument("--out", help="HTML folder (default runs/<profile>/site)")
     ap.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
+    ap.add_argument("--dataset", help="another prepared dataset's study (runs/PROFILE/DATASET/, results/PROFILE/DATASET/)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    index = build_site(args.profile, args.out, quiet=not args.verbose)
+    index = build_site(args.profile, args.out, quiet=not args.verbose, dataset=args.dataset)
     try:
         shown = index.relative_to(repo_root())
     except ValueError:

@@ -236,7 +236,8 @@ def bench_train_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per model")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the profile's or all cores)")
     ap.add_argument("--save", action="store_true",
-                    help="write results/PROFILE/train_throughput.csv (+ _environment.json: the machine)")
+                    help="write results/PROFILE/train_throughput.csv (+ _environment.json: the machine); with "
+                         "--data-dir another dataset's, results/PROFILE/DATASET/")
     args = ap.parse_args(argv)
     if args.epochs < 1:
         raise ValueError("--epochs must be >= 1")
@@ -246,10 +247,10 @@ def bench_train_main(argv: list[str] | None = None) -> int:
             for m in tqdm(args.model, desc="bench train", leave=False)]
     df = pd.DataFrame(rows)
     if args.save:
-        from endolib.config import paths
+        from endolib.config import study_paths
         from endolib.repro import environment, save_json, write_table
 
-        res = paths(args.profile).results
+        res = study_paths(args.profile, args.data_dir).results  # results/PROFILE[/DATASET]
         write_table(df, res / "train_throughput.csv")
         save_json({"environment": environment(), "epochs": args.epochs}, res / "train_throughput_environment.json")
     print(f"training throughput at profile {args.profile} on {_cpu_name()} ({rows[0]['threads']} thread(s)): "

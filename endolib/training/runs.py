@@ -99,7 +99,8 @@ __all__ = ["train_model", "TrainResult", "final_unit", "train_final_unit", "fini
 
 def train_students(profile: str | Profile = "smoke", widths=None, teacher: str = "unet",
                    training_seed: int | None = None, data_dir: str | Path | None = None,
-                   teacher_run: str | Path | None = None, progress: bool = True) -> list[StudentCheck]:
+                   teacher_run: str | Path | None = None, progress: bool = True,
+                   dataset: str | None = None) -> list[StudentCheck]:
     """Distil and check the students of one teacher run, for each width of ``profile.student_widths`` (or
     ``widths``): candidate 0, 1, ... (:func:`endolib.training.settings.student_settings`) are trained (or loaded,
     when finished with the same settings) one after another until one's best validation DSC is at most
@@ -116,6 +117,7 @@ def train_students(profile: str | Profile = "smoke", widths=None, teacher: str =
         data_dir: the prepared dataset (default the profile's).
         teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
         progress: tqdm bars.
+        dataset: the study's dataset name (default :func:`endolib.config.dataset_name` of ``data_dir``).
 
     Returns:
         One :class:`endolib.training.students.StudentCheck` per width (``accepted`` None: no usable student).
@@ -131,7 +133,7 @@ def train_students(profile: str | Profile = "smoke", widths=None, teacher: str =
         (0, 'unet_w0.5')
     """
     profile = get_profile(profile)  # resolved once, handed down as a Profile
-    base = student_settings(1.0, profile, teacher, training_seed, data_dir, teacher_run)
+    base = student_settings(1.0, profile, teacher, training_seed, data_dir, teacher_run, dataset=dataset)
     require(base.teacher / RUN_FILES["config"], f"the teacher run ({teacher}, training seed {base.training_seed})",
             f"python -m endolib run --profile {base.profile.name} --only 03 --arch {teacher}")
     p = base.profile
@@ -144,7 +146,8 @@ def train_students(profile: str | Profile = "smoke", widths=None, teacher: str =
                              float(p.student_max_val_drop), int(p.student_candidates),
                              teacher_fingerprint=teacher_cfg.get("fingerprint"))
         for c in range(int(p.student_candidates)):
-            s = student_settings(w, profile, teacher, training_seed, data_dir, teacher_run, candidate=c)
+            s = student_settings(w, profile, teacher, training_seed, data_dir, teacher_run, candidate=c,
+                                 dataset=dataset)
             result = train_model(s, progress=progress, figure=False)
             own, theirs = _validation_frames(result.config), _validation_frames(teacher_cfg)
             if theirs is not None and own != theirs:
@@ -158,8 +161,8 @@ def train_students(profile: str | Profile = "smoke", widths=None, teacher: str =
             if ok:
                 check.accepted = c
                 break
-        write_acceptance(check, student_settings(w, profile, teacher, training_seed, data_dir,
-                                                 teacher_run).run_dir / ACCEPTANCE_FILE)
+        write_acceptance(check, student_settings(w, profile, teacher, training_seed, data_dir, teacher_run,
+                                                 dataset=dataset).run_dir / ACCEPTANCE_FILE)
         checks.append(check)
     return checks
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from endolib.config import CLASSIFIERS, MODELS, SEGMENTERS, Profile, get_profile, paths
+from endolib.config import CLASSIFIERS, MODELS, SEGMENTERS, Profile, get_profile, study_paths
 from endolib.models.factory import input_size, model_kwargs, model_task
 
 __all__ = ["FINAL_FOLD", "TrainSettings", "training_settings", "student_name", "student_settings"]
@@ -129,7 +129,7 @@ class TrainSettings:
 def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str | Path | None = None,
                       model_dir: str | Path | None = None, figures_dir: str | Path | None = None,
                       epochs: int | None = None, task: str | None = None, training_seed: int | None = None,
-                      **overrides) -> TrainSettings:
+                      dataset: str | None = None, **overrides) -> TrainSettings:
     """Resolve a notebook's parameters into :class:`TrainSettings`.
 
     Args:
@@ -137,11 +137,14 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
         profile: ``smoke``, ``quick``, ``paper`` or a Profile.
         data_dir: prepared dataset (default ``paths(profile).phantom``).
         model_dir: the model's folder, holding one ``seed<s>/`` run per training seed
-            (default ``paths(profile).run(arch)``).
-        figures_dir: figure folder (default ``paths(profile).figures``).
+            (default ``study_paths(profile, data_dir, dataset).run(arch)``: ``runs/<profile>/<arch>`` for the
+            phantom, ``runs/<profile>/<dataset>/<arch>`` for another dataset).
+        figures_dir: figure folder (default ``study_paths(profile, data_dir, dataset).figures``).
         epochs: overrides ``cls_epochs`` or ``seg_epochs`` (whichever the model uses).
         task: if given (``"cls"``/``"seg"``), require ``arch`` to be of that kind (a notebook trains one kind).
         training_seed: the run's training seed (default: the first of ``profile.training_seeds``).
+        dataset: the study's dataset name (default: :func:`endolib.config.dataset_name` of ``data_dir``, None for
+            the phantom).
         **overrides: any Profile field (``lr``, ``batch_size``, ``weight_decay``, ``folds``, ``search_trials``,
             ``include_negatives``, ``seed`` (the data seed), ``seeds``, ``device``, ``amp``, ...); None values
             are ignored. They are applied after the profile's ``per_task`` settings for this model's task.
@@ -150,6 +153,8 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
         >>> s = training_settings("unet", "quick", epochs=3)
         >>> s.task, s.size, s.epochs, s.model_kwargs, s.training_seed, s.run_dir.name
         ('seg', 64, 3, {'width_mult': 0.25}, 42, 'seed42')
+        >>> training_settings("unet", "quick", data_dir="data/mine").run_dir.parent.parent.name
+        'mine'
     """
     if arch not in MODELS:
         raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(MODELS)}")
@@ -160,7 +165,7 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
     field_name = "cls_epochs" if kind == "cls" else "seg_epochs"
     prof = get_profile(profile).for_task(kind).replace(**{field_name: epochs}, **overrides)
     _check_profile(prof)
-    p = paths(prof)
+    p = study_paths(prof, data_dir, dataset)
     return TrainSettings(arch=arch, task=kind, profile=prof,
                          data_dir=Path(data_dir) if data_dir is not None else p.phantom,
                          model_dir=Path(model_dir) if model_dir is not None else p.run(arch),
@@ -191,7 +196,8 @@ def student_name(teacher: str, width: float, candidate: int = 0) -> str:
 
 def student_settings(width: float, profile: str | Profile = "smoke", teacher: str = "unet",
                      training_seed: int | None = None, data_dir: str | Path | None = None,
-                     teacher_run: str | Path | None = None, candidate: int = 0, **overrides) -> TrainSettings:
+                     teacher_run: str | Path | None = None, candidate: int = 0, dataset: str | None = None,
+                     **overrides) -> TrainSettings:
     """Settings of a knowledge-distilled student: the teacher's architecture at ``width`` times its width,
     trained by the one training loop on the teacher's data and protocol, with the loss
     :func:`endolib.training.losses.distillation_loss` against the teacher run of the same training seed. The run folder is
@@ -201,8 +207,8 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
 
     Args:
         width: the student's channel width relative to the teacher, in (0, 1].
-        profile, training_seed, data_dir, **overrides: see :func:`training_settings` (``epochs`` defaults to the
-            profile's ``student_epochs``).
+        profile, training_seed, data_dir, dataset, **overrides: see :func:`training_settings` (``epochs``
+            defaults to the profile's ``student_epochs``).
         teacher: a U-Net-family segmenter (its run of ``training_seed`` must be finished to train).
         teacher_run: the teacher's run folder, if not ``runs/<profile>/<teacher>/seed<training_seed>/``.
         candidate: which candidate of this width and training seed (0: the first, seeded like any run of the
@@ -225,7 +231,8 @@ def student_settings(width: float, profile: str | Profile = "smoke", teacher: st
         raise ValueError(f"width must be in (0, 1] (relative to the teacher), got {width}")
     profile = get_profile(profile)  # resolved once here; training_settings takes it as it is
     overrides.setdefault("epochs", profile.student_epochs)
-    t = training_settings(teacher, profile, data_dir=data_dir, training_seed=training_seed, task="seg", **overrides)
+    t = training_settings(teacher, profile, data_dir=data_dir, training_seed=training_seed, task="seg",
+                          dataset=dataset, **overrides)
     teacher_run = Path(teacher_run) if teacher_run is not None else t.run_dir
     cfg = teacher_run / RUN_FILES["config"]  # the teacher's own width, once it is trained (else the profile's)
     base = json.loads(cfg.read_text()).get("model_kwargs", t.model_kwargs) if cfg.is_file() else t.model_kwargs

@@ -131,16 +131,19 @@ class StudentCheck:
 
 
 def acceptance_path(width: float, profile: str | Profile = "smoke", teacher: str = "unet", seed: int | None = None,
-                    root=None) -> Path:
-    """``runs/<profile>/<teacher>_w<width>/seed<s>/acceptance.json`` (training seed ``seed``, default the first).
+                    root=None, dataset: str | None = None) -> Path:
+    """``runs/<profile>/[<dataset>/]<teacher>_w<width>/seed<s>/acceptance.json`` (training seed ``seed``, default
+    the first; ``dataset`` None: the phantom study).
 
     Example:
         >>> acceptance_path(0.25, "quick", seed=44, root="/r").as_posix()
         '/r/runs/quick/unet_w0.25/seed44/acceptance.json'
+        >>> acceptance_path(0.25, "quick", seed=44, root="/r", dataset="mine").as_posix()
+        '/r/runs/quick/mine/unet_w0.25/seed44/acceptance.json'
     """
     p = get_profile(profile)
     seed = p.training_seeds[0] if seed is None else int(seed)
-    return paths(p, root).run(student_name(teacher, width), seed) / ACCEPTANCE_FILE
+    return paths(p, root, dataset).run(student_name(teacher, width), seed) / ACCEPTANCE_FILE
 
 
 def write_acceptance(check: StudentCheck, path: str | Path) -> Path:
@@ -153,7 +156,7 @@ def write_acceptance(check: StudentCheck, path: str | Path) -> Path:
 
 
 def read_acceptance(width: float, profile: str | Profile = "smoke", teacher: str = "unet", seed: int | None = None,
-                    root=None) -> StudentCheck | None:
+                    root=None, dataset: str | None = None) -> StudentCheck | None:
     """The acceptance record of ``width`` and training seed ``seed`` (:func:`acceptance_path`), or None when
     its students were never checked.
 
@@ -161,12 +164,12 @@ def read_acceptance(width: float, profile: str | Profile = "smoke", teacher: str
         >>> read_acceptance(0.5, "quick", root="/nonexistent") is None
         True
     """
-    path = acceptance_path(width, profile, teacher, seed, root)
+    path = acceptance_path(width, profile, teacher, seed, root, dataset)
     return StudentCheck(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def accepted_student(width: float, profile: str | Profile = "smoke", teacher: str = "unet", seed: int | None = None,
-                     root=None) -> Path | None:
+                     root=None, dataset: str | None = None) -> Path | None:
     """The run folder of the accepted student of ``width`` and training seed ``seed``: None when its students
     were never checked, none was accepted, or the accepted run changed since it was checked (other
     ``config.json`` fingerprint: check again with :func:`endolib.training.runs.train_students`).
@@ -177,10 +180,10 @@ def accepted_student(width: float, profile: str | Profile = "smoke", teacher: st
     """
     p = get_profile(profile)
     seed = p.training_seeds[0] if seed is None else int(seed)
-    check = read_acceptance(width, p, teacher, seed, root)
+    check = read_acceptance(width, p, teacher, seed, root, dataset)
     if check is None or check.accepted is None:
         return None
-    run = paths(p, root).run(check.model, seed)
+    run = paths(p, root, dataset).run(check.model, seed)
     cfg = run / RUN_FILES["config"]
     if not cfg.is_file() or _config(run).get("fingerprint") != check.candidates[check.accepted]["fingerprint"]:
         return None

@@ -1,0 +1,121 @@
+"""Faults a cluster user meets, as functions the SLURM and the tcp tests share: a worker lost in the middle of a
+unit (its SLURM job cancelled, its process killed), and a unit that raises."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from endolib.study.distributed import train_on_dask
+from endolib.training.runs import train_seeds
+from endolib.training.settings import training_settings
+from endolib.training.unit import load_unit, unit_dir
+
+#: long enough to be interrupted: 30 epochs without early stopping on 6 x 40 training frames (about 0.3 s an epoch
+#: on one core), so the unit checkpoints resume.pt many times before it is done
+LONG = dict(epochs=30, patience=1000)
+FILES = ("model.safetensors", "test_summary.json", "predictions.npz")
+
+
+def fault_runs(root, data_dir) -> list:
+    """unet seed 42, one long hold-out unit, and resnet18 seed 42 (1 epoch): one thread each, like serial."""
+    unet = training_settings("unet", "smoke", data_dir=data_dir, model_dir=root / "unet",
+                             figures_dir=root / "figures", folds=1, num_threads=1, **LONG).for_seed(42)
+    cls = training_settings("resnet18", "smoke", data_dir=data_dir, model_dir=root / "resnet18",
+                            figures_dir=root / "figures", epochs=1, folds=1, num_threads=1).for_seed(42)
+    return [unet, cls]
+
+
+def serial(runs) -> None:
+    for s in runs:
+        train_seeds(s, (s.training_seed,), progress=False)
+
+
+def digests(runs) -> dict:
+    return {(s.arch, f): hashlib.sha256((s.run_dir / f).read_bytes()).hexdigest() for s in runs for f in FILES}
+
+
+def lose_worker_mid_unit(client, runs, lose, timeout: float = 240.0):
+    """Run ``train_on_dask(client, runs)`` and, once the long unit has checkpointed an epoch (``resume.pt``) and is
+    not done, call ``lose(worker_address)`` on the worker running it. Returns (report, what lose returned, the
+    epoch the unit's checkpoint had reached, seconds)."""
+    long_run = runs[0]
+    ckpt = unit_dir(long_run, 0, 0) / "resume.pt"
+    key = f"unit-{long_run.arch}-seed{long_run.training_seed}-t0_f0"
+    out: dict = {}
+
+    def train():
+        try:
+            out["report"] = train_on_dask(client, runs, retries=1, progress=False)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = e
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=train, daemon=True)
+    th.start()
+    lost, epoch = None, None
+    t_end = t0 + timeout
+    while time.monotonic() < t_end and th.is_alive():
+        if ckpt.exists() and load_unit(long_run, 0, 0) is None:
+            where = [w for w, keys in client.processing().items() if key in keys]
+            if where:
+                import torch
+
+                try:
+                    epoch = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
+                except Exception:  # noqa: BLE001 - replaced between exists() and load: read the next one
+                    continue
+                assert not (unit_dir(long_run, 0, 0) / "unit.json").exists()  # half done is not done
+                lost = lose(where[0])
+                break
+        time.sleep(0.2)
+    th.join(max(1.0, t_end - time.monotonic()))
+    assert not th.is_alive(), f"the study did not finish within {timeout:g} s after the worker was lost"
+    if "error" in out:
+        raise out["error"]
+    assert lost is not None, "the long unit finished before it could be interrupted (make LONG longer)"
+    return out["report"], lost, epoch, time.monotonic() - t0
+
+
+def check_resumed(runs, epoch: int) -> str:
+    """The interrupted unit's log shows it resumed from its checkpoint (or, when the lost worker was killed before
+    the first checkpoint the retry could read, that it trained again); returns the log's resume line."""
+    log = (unit_dir(runs[0], 0, 0) / "unit.log").read_text()
+    lines = [ln for ln in log.splitlines() if ln.startswith("resuming ")]
+    assert lines, f"the retried unit did not resume from resume.pt (checkpoint at epoch {epoch}):\n{log}"
+    return lines[0]
+
+
+def failed_unit_is_reported(client, make_tiny_dataset, tmp_path) -> None:
+    """A unit that raises (one of its training images vanishes after submission): reported with model, seed,
+    unit, error and log; the other model finishes; after the file is back the rerun submits only what is missing."""
+    import pandas as pd
+
+    good, broken = make_tiny_dataset(), make_tiny_dataset()
+    root = tmp_path / "runs"
+    runs = [training_settings("unet", "smoke", data_dir=broken, model_dir=root / "unet", figures_dir=root / "f",
+                              epochs=1, folds=2, num_threads=1).for_seed(42),
+            training_settings("resnet18", "smoke", data_dir=good, model_dir=root / "resnet18", figures_dir=root / "f",
+                              epochs=1, folds=1, num_threads=1).for_seed(42)]
+    index = pd.read_csv(broken / "index.csv")
+    victim = broken / index.loc[(index["split"] == "train") & (index["has_tissue"] == 1), "image"].iloc[0]
+    hidden = victim.with_name(victim.name + ".away")
+    victim.rename(hidden)
+    report = train_on_dask(client, runs, retries=0, progress=False)
+    assert not report.ok and report.failed_models == ["unet"], report.summary()
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert {(o.arch, o.training_seed, o.task) for o in failed} == {("unet", 42, "t0_f0"), ("unet", 42, "t0_f1")}
+    msg = failed[0].error
+    assert "unet training seed 42 unit t0_f0 (trial 0, fold 0) failed" in msg and victim.name in msg, msg
+    assert "Traceback" in msg and f"log: {unit_dir(runs[0], 0, 0) / 'unit.log'}" in msg, msg
+    assert "Traceback" in (unit_dir(runs[0], 0, 0) / "unit.log").read_text()
+    assert {o.status for o in report.outcomes if o.arch == "unet" and o.task in ("final", "finish")} == {"not run"}
+    assert all(o.status == "finished" for o in report.outcomes if o.arch == "resnet18")
+    assert "FAILED unet seed 42 t0_f0" in report.summary() and "rerun the same command" in report.summary()
+    assert load_unit(runs[0], 0, 0) is None  # a failed unit is not done
+    hidden.rename(victim)
+    again = train_on_dask(client, runs, retries=0, progress=False)
+    assert again.ok, again.summary()
+    st = {(o.arch, o.task): o.status for o in again.outcomes}
+    assert st[("resnet18", "t0_f0")] == "done" and st[("resnet18", "finish")] == "finished"
+    assert st[("unet", "t0_f0")] == "finished" and st[("unet", "final")] == "finished"

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from synthetic_runs import write_predictions, write_synthetic_runs
 
-from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile
+from endolib.config import CLASSIFIERS, SEGMENTERS, get_profile, study_paths
 from endolib.evaluation.bootstrap import combine_seeds, percentile_ci, seed_rng
 from endolib.evaluation.figures import (
     pr_figure,
@@ -51,6 +51,12 @@ def study(tmp_path, make_tiny_dataset, monkeypatch):
     return tmp_path, data_dir
 
 
+def _paths(study):
+    """The tiny dataset's own study: ``runs/smoke/<dataset>/``, ``results/smoke/<dataset>/``."""
+    root, data_dir = study
+    return study_paths("smoke", data_dir, root=root)
+
+
 def _evaluation(study, **kw):
     root, data_dir = study
     kw = {"classifiers": CLS, "segmenters": SEG, "root": root, "progress": False, "n_boot": 60, **kw}
@@ -67,12 +73,12 @@ def test_missing_predictions_name_the_command(study):
     assert "--arch unet" not in msg  # present models are not listed
     n_missing = len(CLASSIFIERS) + len(SEGMENTERS) - 4
     assert f"{n_missing * len(SEEDS)} training run(s) of {n_missing} model(s)" in msg
-    assert "r2unet seed 43: runs/smoke/r2unet/seed43/predictions.npz" in msg
+    assert f"r2unet seed 43: runs/smoke/{data_dir.name}/r2unet/seed43/predictions.npz" in msg
 
 
 def test_one_missing_seed_is_named(study):
     root, data_dir = study
-    (root / "runs/smoke/unet/seed43/predictions.npz").unlink()
+    (_paths(study).runs / "unet/seed43/predictions.npz").unlink()
     with pytest.raises(FileNotFoundError, match=r"1 training run\(s\) of 1 model\(s\).*\n  unet seed 43: "):
         _evaluation(study)
     ev = _evaluation(study, seeds=[42])  # an explicit subset of seeds still works
@@ -84,13 +90,13 @@ def test_seeds_load_into_one_evaluation(study):
     assert ev.seeds == SEEDS and all(list(ev.predictions[m]) == list(SEEDS) for m in CLS + SEG)
     assert all(p.seed == s for m in CLS for s, p in ev.predictions[m].items())
     assert (ev.summary()["n_seeds"] == len(SEEDS)).all()
-    default = load_predictions("unet", "smoke", study[0])  # one model instance: the first training seed
+    default = load_predictions("unet", "smoke", study[0], dataset=_paths(study).dataset)  # one model instance: the first training seed
     assert default.seed == SEEDS[0] and default.path.parent.name == f"seed{SEEDS[0]}"
 
 
 def test_predictions_for_another_split_are_refused(study):
     root, data_dir = study
-    pred = load_predictions("unet", "smoke", root, seed=SEEDS[1])  # one seed disagreeing is enough
+    pred = load_predictions("unet", "smoke", root, seed=SEEDS[1], dataset=_paths(study).dataset)  # one seed disagreeing is enough
     write_predictions(pred.path.parent, pred.frame_ids[:-1], pred.probs[:-1], pred.size, "seg")
     with pytest.raises(ValueError, match="different test split .*1 test frame\\(s\\) without a prediction"):
         _evaluation(study)
@@ -102,16 +108,16 @@ def test_predictions_for_another_split_are_refused(study):
 
 def test_malformed_predictions_name_the_file(study):
     root, _ = study
-    pred = load_predictions("unet", "smoke", root)
+    pred = load_predictions("unet", "smoke", root, dataset=_paths(study).dataset)
     write_predictions(pred.path.parent, pred.frame_ids, pred.probs.astype(np.float32) / 255, pred.size, "seg")
     with pytest.raises(ValueError, match=r"unet/seed42/predictions.npz: segmenter probs must be uint8"):
-        load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root, dataset=_paths(study).dataset)
     write_predictions(pred.path.parent, pred.frame_ids, pred.probs, pred.size, "cls")
     with pytest.raises(ValueError, match="task is 'cls' but unet is a 'seg' model"):
-        load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root, dataset=_paths(study).dataset)
     pred.path.write_text("not a zip")
     with pytest.raises(ValueError, match="not a readable .npz"):
-        load_predictions("unet", "smoke", root)
+        load_predictions("unet", "smoke", root, dataset=_paths(study).dataset)
 
 
 def test_unknown_model_names():
@@ -123,12 +129,12 @@ def test_table3_matches_direct_computation(study):
     root, data_dir = study
     ev = _evaluation(study)
     t = ev.table3()
-    assert (root / "results/smoke/table3_classifiers.csv").exists()
-    saved = pd.read_csv(root / "results/smoke/table3_classifiers.csv")
+    assert (_paths(study).results / "table3_classifiers.csv").exists()
+    saved = pd.read_csv(_paths(study).results / "table3_classifiers.csv")
     assert list(saved["model"]) == CLS and {"auroc_lo", "auroc_hi", "auroc_seed_sd", "npv", "threshold",
                                            "n_seeds"} <= set(saved.columns)
     by_seed = ev.table3_by_seed()
-    assert (root / "results/smoke/table3_classifiers_by_seed.csv").exists()
+    assert (_paths(study).results / "table3_classifiers_by_seed.csv").exists()
     assert len(by_seed) == len(CLS) * len(SEEDS) and list(by_seed["seed"][:2]) == list(SEEDS)
     y = ev.has_tissue
     for model in CLS:
@@ -167,16 +173,16 @@ def test_table4_on_tissue_frames_matches_direct_computation(study):
     root, data_dir = study
     ev = _evaluation(study)
     t = ev.table4().set_index("model")
-    assert (root / "results/smoke/table4_segmenters.csv").exists()
+    assert (_paths(study).results / "table4_segmenters.csv").exists()
     from sklearn.metrics import average_precision_score
 
     by_seed = ev.table4_by_seed().set_index(["model", "seed"])
-    assert (root / "results/smoke/table4_segmenters_by_seed.csv").exists()
+    assert (_paths(study).results / "table4_segmenters_by_seed.csv").exists()
     test = ev.test[ev.has_tissue]
     for model in SEG:
         values = {"dsc": [], "sensitivity_pooled": [], "auprc": []}
         for s in SEEDS:
-            pred = load_predictions(model, "smoke", root, seed=s)
+            pred = load_predictions(model, "smoke", root, seed=s, dataset=_paths(study).dataset)
             assert ev.predictions[model][s].probs is None  # released after the reduction to per-image statistics
             masks = np.stack([load_mask(data_dir, f, size=pred.size) > 0 for f in test["frame_id"]])
             levels = pred.probs[ev.has_tissue]
@@ -196,7 +202,7 @@ def test_pairwise_tests_file(study):
     root, _ = study
     ev = _evaluation(study)
     t = ev.pairwise()
-    saved = pd.read_csv(root / "results/smoke/pairwise_tests.csv")
+    saved = pd.read_csv(_paths(study).results / "pairwise_tests.csv")
     # cls: 1 pair x 5 metrics (two-level) + DeLong per seed; seg: 1 pair x 3 metrics
     assert len(saved) == len(t) == 5 + len(SEEDS) + 3
     assert set(t["test"]) == {"paired bootstrap", "DeLong"}
@@ -261,7 +267,7 @@ def test_two_stage_gate(study):
     assert first["share_passed"] == 1.0 and first["dsc_pos"] == pytest.approx(alone["dsc_pos"])
     text = describe_two_stage(comparison)
     assert text.startswith("Gating unet with resnet18 at p >= 0.50") and "paper Table 5" in text
-    saved = pd.read_csv(root / "results/smoke/two_stage.csv")
+    saved = pd.read_csv(_paths(study).results / "two_stage.csv")
     assert len(saved) == 2 + GATE_SWEEP_POINTS
     assert {"neg_false_mask_lo", "dsc_pos_hi", "fps"} <= set(saved.columns)
 
@@ -270,11 +276,11 @@ def test_two_stage_with_perfect_gate_and_measured_latency(study):
     root, data_dir = study
     test = pd.read_csv(data_dir / "index.csv").query("split == 'test'")
     for s in SEEDS:
-        write_predictions(root / f"runs/smoke/resnet18/seed{s}", test["frame_id"],
+        write_predictions(_paths(study).runs / f"resnet18/seed{s}", test["frame_id"],
                           test["has_tissue"].to_numpy(np.float32), 32, "cls")
-    (root / "results/smoke").mkdir(parents=True, exist_ok=True)
+    _paths(study).results.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"model": ["resnet18", "unet"], "latency_ms": [2.0, 10.0]}).to_csv(
-        root / "results/smoke/table5_compute.csv", index=False)
+        _paths(study).results / "table5_compute.csv", index=False)
     ev = _evaluation(study)
     comparison, _ = two_stage(ev, "resnet18", "unet")
     alone, gated = comparison.iloc[0], comparison.iloc[1]
@@ -364,7 +370,7 @@ def test_paper_claims_csv(study):
     root, data_dir = study
     ev = _evaluation(study)
     t = paper_claims(ev)
-    saved = pd.read_csv(root / "results/smoke/paper_claims.csv")
+    saved = pd.read_csv(_paths(study).results / "paper_claims.csv")
     assert list(saved.columns) == CLAIM_COLUMNS and len(saved) == len(CLAIMS)
     assert saved["claim"].tolist() == [c.claim for c in CLAIMS]
     assert set(t["verdict"]) <= set(VERDICTS)
@@ -381,7 +387,7 @@ def test_paper_claims_csv(study):
     assert gate["our_estimate"] == pytest.approx(per_seed.mean()) and gate["n_seeds"] == len(SEEDS)
     timing = t[t["rule"] == RULE["timing"]]
     assert (timing["verdict"] == "inconclusive").all() and timing["notes"].str.contains("not found").all()
-    text = summarise_claims(root / "results/smoke/paper_claims.csv", "smoke")
+    text = summarise_claims(_paths(study).results / "paper_claims.csv", "smoke")
     assert text.startswith(f"Paper claims on the smoke phantom ({len(SEEDS)} training seeds): ")
     assert text.count("\n- ") == len(CLAIMS)
 
@@ -394,7 +400,7 @@ def test_paper_claims_decided_by_strong_effects_and_measured_speed(tmp_path, mak
     seeds = (42, 43, 44)
     write_synthetic_runs(tmp_path, "smoke", data_dir, ["resnet18"], ["unet", "segformer_b0", "segformer_b1"], seed=2,
                          seeds=seeds, seed_sd=0.005, quality={"segformer_b0": 0.5, "segformer_b1": 0.12})
-    res = tmp_path / "results/smoke"
+    res = study_paths("smoke", data_dir, root=tmp_path).results  # the tiny dataset's own study
     res.mkdir(parents=True)
     pd.DataFrame({"model": ["resnet18", "unet", "resunet", "r2unet", "aunet", "aresunet", "ar2unet"],
                   "latency_ms": [2.0, 10.0, 12.0, 14.0, 9.0, 11.0, 13.0], "backend": "eager"}).to_csv(

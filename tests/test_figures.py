@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from endolib.config import get_profile, paths
+from endolib.config import get_profile, study_paths
 from endolib.data.dataset import load_index, load_mask
 from endolib.evaluation.architecture import (
     architecture_figure,
@@ -79,9 +79,10 @@ def _top_half(mask: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def runs(tiny_dataset, tmp_path):
-    """``(data_dir, root, special)``: four segmenters' predictions under ``root/runs/smoke``."""
+    """``(data_dir, root, special)``: four segmenters' predictions in the tiny dataset's own study
+    (``root/runs/smoke/<dataset>``)."""
     root = tmp_path / "root"
-    runs_dir = paths("smoke", root).runs
+    runs_dir = study_paths("smoke", tiny_dataset, root=root).runs
     ids = _test_frames(tiny_dataset).frame_id.tolist()
     special = _special_frames(tiny_dataset)
     gt = {s: [load_mask(tiny_dataset, f, size=s) for f in ids] for s in (S, 2 * S)}
@@ -142,7 +143,7 @@ def test_missing_or_unusable_models_warn_and_name_the_problem(runs):
     with pytest.warns(FigureInputWarning, match="'resnet18' is not a segmenter"):
         _inputs(runs, models=["unet", "resnet18"])
     # predictions of another test split (a stale run) are refused, the other models still load
-    stale = paths("smoke", root).run("aunet", SEED0) / "predictions.npz"
+    stale = study_paths("smoke", data_dir, root=root).run("aunet", SEED0) / "predictions.npz"
     with np.load(stale) as z:
         np.savez(stale, **{**{k: z[k] for k in z.files}, "frame_ids": np.roll(z["frame_ids"], 1)})
     with pytest.warns(FigureInputWarning, match="aunet.*different test split"):

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from endolib.config import get_profile
+from endolib.config import get_profile, study_paths
 from endolib.deploy.precision import (
     FP32_OPS,
     QuantisationError,
@@ -335,9 +335,10 @@ def test_deployable_run_accepts_both_layouts(tmp_path):
 
 def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, one_thread):
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    study = study_paths("smoke", tiny_dataset, root=tmp_path)  # the tiny dataset's own study
     p = get_profile("smoke", n_boot=50, bench_warmup=0)
-    _save_run(tmp_path / "runs" / "smoke" / "resnet18", "resnet18", SIZE, 0.125)
-    _save_run(tmp_path / "runs" / "smoke" / "unet", "unet", SIZE, 0.125)
+    _save_run(study.runs / "resnet18", "resnet18", SIZE, 0.125)
+    _save_run(study.runs / "unet", "unet", SIZE, 0.125)
     lines = []
     table = bench_realtime(p, widths=(1.0, 0.5), precisions=("int8",), sizes=(SIZE, SIZE), n_frames=3,
                              routes=(("int8", "onnxruntime"),),  # + the fp32 eager reference, always there
@@ -345,9 +346,9 @@ def test_bench_realtime_writes_the_columns(tmp_path, tiny_dataset, monkeypatch, 
                              data_dir=tiny_dataset, progress=False, say=lines.append)
     assert tuple(table.columns) == REALTIME_COLUMNS
     assert (table.fps_min <= table.fps).all() and (table.fps <= table.fps_max).all()
-    env = json.loads((tmp_path / "results" / "smoke" / "realtime_environment.json").read_text())
+    env = json.loads((study.results / "realtime_environment.json").read_text())
     assert all(len(s["passes"]) == 2 for s in env["speed"].values())
-    saved = pd.read_csv(tmp_path / "results" / "smoke" / REALTIME_FILE)
+    saved = pd.read_csv(study.results / REALTIME_FILE)
     assert tuple(saved.columns) == REALTIME_COLUMNS and len(saved) == len(table) == 3
     ref = table[(table.width == 1.0) & (table.precision == "fp32") & (table.backend == "torch")].iloc[0]
     assert ref.dsc_drop == 0 and ref.dsc_drop_lo == 0 and ref.speedup_vs_eager == 1.0
@@ -364,15 +365,16 @@ def test_bench_realtime_trains_distilled_students_once(tmp_path, tiny_dataset, m
     from endolib.training.settings import student_settings
 
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    study = study_paths("smoke", tiny_dataset, root=tmp_path)  # the tiny dataset's own study
     p = get_profile("smoke", n_boot=20, bench_warmup=0)
-    _save_run(tmp_path / "runs" / "smoke" / "resnet18", "resnet18", SIZE, 0.125)
-    teacher = _save_run(tmp_path / "runs" / "smoke" / "unet", "unet", SIZE, 0.125)
+    _save_run(study.runs / "resnet18", "resnet18", SIZE, 0.125)
+    teacher = _save_run(study.runs / "unet", "unet", SIZE, 0.125)
     kw = dict(widths=(1.0, 0.5), precisions=("fp32",), sizes=(SIZE, SIZE), n_frames=2, routes=(("fp32", "torch"),),
               classifier_width=0.125, data_dir=tiny_dataset, progress=False)
     lines = []
     table = bench_realtime(p, say=lines.append, **kw)
-    run = tmp_path / "runs" / "smoke" / "unet_w0.5" / f"seed{p.training_seeds[0]}"
-    assert student_run(0.5, "unet", p, root=tmp_path) == run
+    run = study.runs / "unet_w0.5" / f"seed{p.training_seeds[0]}"
+    assert student_run(0.5, "unet", p, root=tmp_path, dataset=study.dataset) == run
     assert json.loads((run / "acceptance.json").read_text())["accepted"] == 0  # checked before it was used
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["teacher"] == str(teacher) and cfg["loss"].startswith("distillation")
@@ -474,8 +476,9 @@ def test_bench_realtime_averages_accuracy_over_training_seeds(tmp_path, tiny_dat
     """Every training seed's pipeline and its own distilled student: means over seeds, a drop CI with the seed
     spread in it (issue 14's two-level bootstrap), n_seeds and the seed SD in the table."""
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    study = study_paths("smoke", tiny_dataset, root=tmp_path)  # the tiny dataset's own study
     p = get_profile("smoke", n_boot=50, bench_warmup=0)
-    runs = tmp_path / "runs" / "smoke"
+    runs = study.runs
     for k in p.training_seeds:  # other weights per seed
         _save_run(runs / "resnet18" / f"seed{k}", "resnet18", SIZE, 0.125, seed=k)
         _save_run(runs / "unet" / f"seed{k}", "unet", SIZE, 0.125, seed=k)
@@ -488,16 +491,16 @@ def test_bench_realtime_averages_accuracy_over_training_seeds(tmp_path, tiny_dat
     assert (table.n_seeds == len(p.training_seeds)).all()
     ref, student = table.iloc[0], table[table.width == 0.5].iloc[0]
     assert ref.dsc_drop == ref.dsc_drop_lo == ref.dsc_drop_hi == ref.dsc_drop_seed_sd == 0
-    env = json.loads((tmp_path / "results" / "smoke" / "realtime_environment.json").read_text())
+    env = json.loads((study.results / "realtime_environment.json").read_text())
     per_seed = [env["reference"][str(k)]["dsc"] for k in p.training_seeds]
     assert per_seed[0] != per_seed[1] and ref.dsc == pytest.approx(np.mean(per_seed))
     assert student.dsc_drop_seed_sd > 0 and student.dsc_drop_lo <= student.dsc_drop <= student.dsc_drop_hi
-    long = pd.read_csv(tmp_path / "results" / "smoke" / REALTIME_SEED_FILE)
+    long = pd.read_csv(study.results / REALTIME_SEED_FILE)
     assert tuple(long.columns) == REALTIME_SEED_COLUMNS and len(long) == len(table) * len(p.training_seeds)
     per_seed = long[long.width == 0.5].set_index("seed").dsc_drop
     assert student.dsc_drop == pytest.approx(per_seed.mean(), abs=1e-5)  # the csv keeps 6 decimals
     assert student.dsc_drop_seed_sd == pytest.approx(per_seed.std(ddof=1), abs=1e-5)
-    fig = pareto_figure(tmp_path / "results" / "smoke")  # one faint point per seed beside each variant
+    fig = pareto_figure(study.results)  # one faint point per seed beside each variant
     seed_points = [c for c in fig.axes[0].collections if c.get_alpha() == pytest.approx(0.35) and len(c.get_offsets())]
     assert len(seed_points) == len(table) and all(len(c.get_offsets()) == 2 for c in seed_points)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from endolib.config import get_profile
+from endolib.config import get_profile, study_paths
 from endolib.training.runs import train_students
 from endolib.training.settings import student_settings
 from endolib.training.students import (
@@ -46,11 +46,13 @@ def _save_run(folder, arch, size, width, seed, val_dsc=0.0):
 
 @pytest.fixture
 def setup(tmp_path, tiny_dataset, monkeypatch, one_thread):
-    """(root, profile's first training seed, teacher run of that seed) under a temporary ENDOLIB_ROOT."""
+    """(the tiny dataset's study paths, profile's first training seed, teacher run of that seed) under a temporary
+    ENDOLIB_ROOT."""
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
     s0 = get_profile("smoke").training_seeds[0]
-    teacher = _save_run(tmp_path / "runs" / "smoke" / "unet" / f"seed{s0}", "unet", SIZE, 0.125, seed=s0)
-    return tmp_path, s0, teacher
+    study = study_paths("smoke", tiny_dataset, root=tmp_path)
+    teacher = _save_run(study.run("unet", s0), "unet", SIZE, 0.125, seed=s0)
+    return study, s0, teacher
 
 
 def _train(p, tiny_dataset, teacher, seed):
@@ -80,42 +82,42 @@ def test_candidates_have_own_folders_and_seeds_and_candidate_0_is_seeded_as_befo
 
 
 def test_an_accepted_first_candidate_trains_once(setup, tiny_dataset):
-    root, s0, teacher = setup
+    study, s0, teacher = setup
     p = get_profile("smoke")  # teacher's validation DSC 0.0: any student is within 0.05
     check = _train(p, tiny_dataset, teacher, s0)
-    run = root / "runs" / "smoke" / "unet_w0.5" / f"seed{s0}"
+    run = study.runs / "unet_w0.5" / f"seed{s0}"
     assert check.accepted == 0 and check.tried == 1 and check.model == "unet_w0.5"
-    assert not (root / "runs" / "smoke" / "unet_w0.5_c1").exists()
+    assert not (study.runs / "unet_w0.5_c1").exists()
     rec = json.loads((run / ACCEPTANCE_FILE).read_text())
     assert rec["teacher_val_dsc"] == 0.0 and rec["max_val_drop"] == 0.05 and rec["limit"] == 3
     assert rec["candidates"][0]["val_dsc"] == json.loads((run / "config.json").read_text())["trials"][0][
         "mean_val_metric"] and rec["candidates"][0]["passed"]
-    assert accepted_student(0.5, p, seed=s0) == run
+    assert accepted_student(0.5, p, seed=s0, dataset=study.dataset) == run
     from endolib.deploy.realtime_bench import student_run
 
-    assert student_run(0.5, "unet", p, seed=s0) == run
+    assert student_run(0.5, "unet", p, seed=s0, dataset=study.dataset) == run
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "fingerprint": "another"}))  # changed since checked
-    assert student_run(0.5, "unet", p, seed=s0) is None
+    assert student_run(0.5, "unet", p, seed=s0, dataset=study.dataset) is None
 
 
 def test_a_student_that_misses_the_bound_trains_every_candidate_and_is_not_used(setup, tiny_dataset, monkeypatch):
-    root, s0, teacher = setup
+    study, s0, teacher = setup
     p = get_profile("smoke", student_max_val_drop=-1.0, student_candidates=3)  # nothing passes
     check = _train(p, tiny_dataset, teacher, s0)
     assert check.accepted is None and check.tried == 3
     models = ["unet_w0.5", "unet_w0.5_c1", "unet_w0.5_c2"]
     assert [c["model"] for c in check.candidates] == models and not any(c["passed"] for c in check.candidates)
-    unit_seeds = {json.loads((root / "runs" / "smoke" / m / f"seed{s0}" / "units" / "t0_f0" / "unit.json")
+    unit_seeds = {json.loads((study.runs / m / f"seed{s0}" / "units" / "t0_f0" / "unit.json")
                              .read_text())["unit_seed"] for m in models}
     assert len(unit_seeds) == 3  # other seeds: other candidates
-    assert read_acceptance(0.5, p, seed=s0).to_dict() == check.to_dict()
+    assert read_acceptance(0.5, p, seed=s0, dataset=study.dataset).to_dict() == check.to_dict()
     from endolib.deploy.realtime_bench import student_run
 
-    assert student_run(0.5, "unet", p, seed=s0) is None
+    assert student_run(0.5, "unet", p, seed=s0, dataset=study.dataset) is None
     # a rerun trains nothing: every candidate's run and the record are reused
-    record = root / "runs" / "smoke" / "unet_w0.5" / f"seed{s0}" / ACCEPTANCE_FILE
-    stamps = [record.stat().st_mtime_ns] + [(root / "runs" / "smoke" / m / f"seed{s0}" / "model.safetensors")
+    record = study.runs / "unet_w0.5" / f"seed{s0}" / ACCEPTANCE_FILE
+    stamps = [record.stat().st_mtime_ns] + [(study.runs / m / f"seed{s0}" / "model.safetensors")
                                             .stat().st_mtime_ns for m in models]
     from endolib.training import unit
 
@@ -125,13 +127,13 @@ def test_a_student_that_misses_the_bound_trains_every_candidate_and_is_not_used(
     monkeypatch.setattr(unit._UnitTrainer, "fit", no_training)
     again = _train(p, tiny_dataset, teacher, s0)
     assert again.to_dict() == check.to_dict()
-    assert stamps == [record.stat().st_mtime_ns] + [(root / "runs" / "smoke" / m / f"seed{s0}" / "model.safetensors")
+    assert stamps == [record.stat().st_mtime_ns] + [(study.runs / m / f"seed{s0}" / "model.safetensors")
                                                     .stat().st_mtime_ns for m in models]
     # the bound is not part of any run's fingerprint: a looser one re-decides from the same runs, training nothing
     loose = _train(get_profile("smoke"), tiny_dataset, teacher, s0)
     assert loose.accepted == 0 and loose.tried == 1
-    first = root / "runs" / "smoke" / "unet_w0.5" / f"seed{s0}"
-    assert student_run(0.5, "unet", get_profile("smoke"), seed=s0) == first
+    first = study.runs / "unet_w0.5" / f"seed{s0}"
+    assert student_run(0.5, "unet", get_profile("smoke"), seed=s0, dataset=study.dataset) == first
 
 
 def test_the_acceptance_record_is_written_atomically(tmp_path, monkeypatch):
@@ -158,7 +160,8 @@ def test_bench_realtime_uses_only_accepted_students(tmp_path, tiny_dataset, monk
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
     p = get_profile("smoke", n_boot=20, bench_warmup=0, student_candidates=2)
     s0, s1 = p.training_seeds
-    runs = tmp_path / "runs" / "smoke"
+    study = study_paths("smoke", tiny_dataset, root=tmp_path)  # the tiny dataset's own study
+    runs = study.runs
     for k, val in ((s0, 0.0), (s1, 1.0)):
         _save_run(runs / "resnet18" / f"seed{k}", "resnet18", SIZE, 0.125, seed=k)
         _save_run(runs / "unet" / f"seed{k}", "unet", SIZE, 0.125, seed=k, val_dsc=val)
@@ -171,11 +174,11 @@ def test_bench_realtime_uses_only_accepted_students(tmp_path, tiny_dataset, monk
     assert table[table.width == 1.0].student_candidates.fillna("").eq("").all()
     assert any(f"no usable student: width 0.5, training seed {s1}: no student accepted after 2 candidate(s)" in s
                and "vs the teacher's 1.000" in s for s in lines)
-    long = pd.read_csv(tmp_path / "results" / "smoke" / REALTIME_SEED_FILE)
+    long = pd.read_csv(study.results / REALTIME_SEED_FILE)
     assert tuple(long.columns) == REALTIME_SEED_COLUMNS and len(long) == len(table) * 2
     st = long[long.width == 0.5].set_index("seed")
     assert st.loc[s0, "student_candidates"] == 1 and st.loc[s0, "student_accepted"] == 0
     assert st.loc[s1, "student_candidates"] == 2 and np.isnan(st.loc[s1, "student_accepted"])
     assert np.isnan(st.loc[s1, "dsc"]) and np.isfinite(st.loc[s0, "dsc"])
     assert long[long.width == 1.0][["student_candidates", "student_accepted"]].isna().all().all()
-    assert "no student" in realtime_seeds(tmp_path / "results" / "smoke", "smoke")
+    assert "no student" in realtime_seeds(study.results, "smoke")

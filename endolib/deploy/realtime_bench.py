@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from endolib.config import CLASSIFIERS, Profile, get_profile, paths, repo_root, require
+from endolib.config import CLASSIFIERS, Profile, get_profile, paths, repo_root, require, study_paths
 from endolib.deploy.precision import (
     PRECISIONS,
     _calibration,
@@ -74,9 +74,11 @@ TARGET_FPS = 25.0
 
 
 # ----------------------------------------------------------------------------------------------- runs
-def deployable_run(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None) -> Path:
-    """The run folder a deployment uses: ``runs/<p>/<model>/seed<s>/`` of training seed ``seed`` (default the
-    first, CONTRACTS.md), or the pre-seed layout ``runs/<p>/<model>/`` for the first seed while only that exists.
+def deployable_run(model: str, profile: str | Profile = "smoke", root=None, seed: int | None = None,
+                   dataset: str | None = None) -> Path:
+    """The run folder a deployment uses: ``runs/<p>/[<dataset>/]<model>/seed<s>/`` of training seed ``seed`` (default
+    the first, CONTRACTS.md), or the pre-seed layout ``runs/<p>/<model>/`` for the first seed while only that exists;
+    ``dataset`` None is the phantom study (:func:`endolib.config.dataset_name`).
 
     Raises:
         FileNotFoundError: neither holds a ``config.json`` (names the training command).
@@ -89,7 +91,7 @@ def deployable_run(model: str, profile: str | Profile = "smoke", root=None, seed
     """
     p = get_profile(profile)
     seed = p.training_seeds[0] if seed is None else int(seed)
-    seeded, flat = paths(p, root).run(model, seed), paths(p, root).run(model)
+    seeded, flat = paths(p, root, dataset).run(model, seed), paths(p, root, dataset).run(model)
     for cand in (seeded, flat) if seed == p.training_seeds[0] else (seeded,):
         if (cand / "config.json").is_file():
             return cand
@@ -98,9 +100,11 @@ def deployable_run(model: str, profile: str | Profile = "smoke", root=None, seed
                             f"`python -m endolib run --profile {p.name} --only {task} --arch {model}`")
 
 
-def deployable_seeds(models: Sequence[str], profile: str | Profile = "smoke", root=None) -> dict[int, list[Path]]:
-    """Training seed -> the run folders of ``models`` (:func:`deployable_run`), for every seed of the profile
-    with all of them trained; the accuracy of a deployed variant is averaged over these seeds (issue 14).
+def deployable_seeds(models: Sequence[str], profile: str | Profile = "smoke", root=None,
+                     dataset: str | None = None) -> dict[int, list[Path]]:
+    """Training seed -> the run folders of ``models`` (:func:`deployable_run`, in the study of ``dataset``), for
+    every seed of the profile with all of them trained; the accuracy of a deployed variant is averaged over these
+    seeds.
 
     Raises:
         FileNotFoundError: no seed has all of them (the first seed's missing run, with its training command).
@@ -115,17 +119,17 @@ def deployable_seeds(models: Sequence[str], profile: str | Profile = "smoke", ro
     out = {}
     for s in p.training_seeds:
         try:
-            out[s] = [deployable_run(m, p, root, s) for m in models]
+            out[s] = [deployable_run(m, p, root, s, dataset) for m in models]
         except FileNotFoundError:
             continue
     if not out:
         for m in models:
-            deployable_run(m, p, root)  # raises, naming the missing run
+            deployable_run(m, p, root, dataset=dataset)  # raises, naming the missing run
     return out
 
 
 def student_run(width: float, segmenter: str = "unet", profile: str | Profile = "smoke", root=None,
-                seed: int | None = None) -> Path | None:
+                seed: int | None = None, dataset: str | None = None) -> Path | None:
     """The accepted distilled student of ``width`` (relative to the paper model) for training seed ``seed``
     (default the first): the run folder of the candidate that its acceptance record
     (``runs/<p>/<segmenter>_w<width>/seed<s>/acceptance.json``, :func:`endolib.training.runs.train_students`) accepted,
@@ -139,7 +143,7 @@ def student_run(width: float, segmenter: str = "unet", profile: str | Profile = 
     """
     from endolib.training.students import accepted_student
 
-    return accepted_student(width, profile, segmenter, seed, root)
+    return accepted_student(width, profile, segmenter, seed, root, dataset)
 
 
 # ----------------------------------------------------------------------------------------------- latency
@@ -319,7 +323,8 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                    sizes: tuple[int, int] | None = None, n_frames: int | None = None, data_dir=None,
                    classifier_width: float = 1.0, routes: Sequence[tuple[str, str]] = PATHS,
                    train_students: bool = True, n_passes: int | None = None, save: bool = True,
-                   progress: bool = True, say: Callable[[str], None] | None = print) -> pd.DataFrame:
+                   progress: bool = True, say: Callable[[str], None] | None = print,
+                   dataset: str | None = None) -> pd.DataFrame:
     """``results/<profile>/realtime.csv``: one row per deployable variant (see :data:`REALTIME_COLUMNS`).
 
     Speed: paper-size models (``sizes`` = (classifier, segmenter) input sides, default the paper's 224 / 256;
@@ -338,10 +343,13 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     with the same settings and teacher) when ``train_students``; without one for every seed their accuracy is NaN
     (said).
     ``classifier_width`` scales the gate for speed (1.0 = paper; tests use less); ``routes`` restricts the
-    (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it).
+    (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it). ``data_dir`` another
+    prepared dataset than the phantom: its own study's runs and results (:func:`endolib.config.study_paths`,
+    ``results/<profile>/<dataset>/realtime.csv``; ``dataset`` names that study, default the dataset's folder).
     """
     p = get_profile(profile)
-    data_dir = Path(data_dir) if data_dir is not None else paths(p).phantom
+    study = study_paths(p, data_dir, dataset)
+    data_dir = Path(data_dir) if data_dir is not None else study.phantom
     require(data_dir / "index.csv", "the prepared dataset", f"python -m endolib run --profile {p.name} --only 01")
     features = cpu_features()
     plan = precision_plan(features, say=say)
@@ -352,14 +360,14 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     speed = time_variants(p, variants, classifier, segmenter, sizes, calib, n_frames, classifier_width, n_passes,
                           progress, say)
     try:
-        seed_runs = deployable_seeds((classifier, segmenter), p)
+        seed_runs = deployable_seeds((classifier, segmenter), p, dataset=study.dataset)
     except FileNotFoundError as e:
         seed_runs = {}
         if say is not None:
             say(f"accuracy not measured (NaN) for every variant: {e}")
     if train_students:
-        ensure_students(p, seed_runs, widths, segmenter, data_dir, progress, say)
-    acc = variant_accuracy(p, variants, seed_runs, segmenter, data_dir, calib, progress)
+        ensure_students(p, seed_runs, widths, segmenter, data_dir, progress, say, study.dataset)
+    acc = variant_accuracy(p, variants, seed_runs, segmenter, data_dir, calib, progress, study.dataset)
     table, by_seed = _realtime_tables(variants, speed, acc, classifier, segmenter, features, plan, p)
     if say is not None and acc["refs"]:
         missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
@@ -368,10 +376,10 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                 say(f"no usable student: {check.describe()}")
         if missing:
             say(f"accuracy not measured (NaN) for width(s) {missing}: no accepted distilled student for every "
-                f"training seed {sorted(acc['refs'])} (runs/{p.name}/{segmenter}_w<width>/seed<k>/acceptance.json); "
+                f"training seed {sorted(acc['refs'])} ({_shown(study.runs)}/{segmenter}_w<width>/seed<k>/acceptance.json); "
                 f"their speed is measured")
     if save:
-        _save_realtime(paths(p).results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
+        _save_realtime(study.results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
     return table
 
 
@@ -434,7 +442,8 @@ def time_variants(p: Profile, variants, classifier: str, segmenter: str, sizes: 
 
 
 def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmenter: str, data_dir: Path,
-                    progress: bool = True, say: Callable[[str], None] | None = print) -> dict:
+                    progress: bool = True, say: Callable[[str], None] | None = print,
+                    dataset: str | None = None) -> dict:
     """Distil and check the students of widths < 1 from each training seed's segmenter
     (:func:`endolib.training.runs.train_students`: candidates until one is within ``p.student_max_val_drop`` of the
     teacher's validation DSC, at most ``p.student_candidates``; loaded when finished with the same settings and
@@ -451,7 +460,7 @@ def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmen
                 f"accepted within {p.student_max_val_drop:g} of its validation DSC, at most "
                 f"{p.student_candidates} candidates)")
         for check in train_students(p, widths=student_widths, teacher=segmenter, training_seed=k, data_dir=data_dir,
-                                    teacher_run=seg_dir, progress=progress):
+                                    teacher_run=seg_dir, progress=progress, dataset=dataset):
             out[(check.width, k)] = check
             if say is not None and (check.accepted is None or check.tried > 1):
                 say(f"  {check.describe()}")
@@ -459,9 +468,10 @@ def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmen
 
 
 def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data_dir: Path, calib: _Calibration,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, dataset: str | None = None) -> dict:
     """Test-set accuracy of every variant for every training seed (:func:`evaluate_variant`): the seed's classifier
-    and segmenter (or its distilled student, :func:`student_run`) converted to the variant's precision.
+    and segmenter (or its distilled student, :func:`student_run`, in the study of ``dataset``) converted to the
+    variant's precision.
 
     Returns:
         dict with ``refs`` (seed -> the fp32 pipeline's accuracy), ``accs`` (variant -> seed -> accuracy),
@@ -500,12 +510,12 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
 
         out["refs"][k] = ref = accuracy("fp32", "torch", seg_run.model)
         for w in sorted({w for w, _, _ in variants if w < 1.0}):
-            out["students"][(w, k)] = read_acceptance(w, p, segmenter, k)
+            out["students"][(w, k)] = read_acceptance(w, p, segmenter, k, dataset=dataset)
         for (w, prec, be) in tqdm(variants, desc=f"accuracy, seed {k}", disable=not progress):
             if w == 1.0:
                 out["accs"][(w, prec, be)][k] = ref if (prec, be) == ("fp32", "torch") else \
                     accuracy(prec, be, seg_run.model)
-            elif (student := student_run(w, segmenter, p, seed=k)) is not None:
+            elif (student := student_run(w, segmenter, p, seed=k, dataset=dataset)) is not None:
                 out["accs"][(w, prec, be)][k] = accuracy(prec, be, load_run(student).model)
     return out
 
@@ -682,7 +692,8 @@ def pareto_figure(results_dir: str | Path, target_fps: float = TARGET_FPS):
 
 
 def bench_main(argv: list[str]) -> int:
-    """``python -m endolib bench realtime --profile P``: writes ``results/<P>/realtime.csv`` and the Pareto figure."""
+    """``python -m endolib bench realtime --profile P [--data-dir D]``: writes ``results/<P>/realtime.csv`` (another
+    dataset's study: ``results/<P>/<dataset>/``) and the Pareto figure."""
     ap = argparse.ArgumentParser(prog="python -m endolib bench realtime", description=bench_realtime.__doc__.split(
         "\n")[0])
     ap.add_argument("--profile", default="quick")
@@ -695,21 +706,26 @@ def bench_main(argv: list[str]) -> int:
                     help="do not train missing distilled students (their accuracy is then NaN)")
     ap.add_argument("--classifier", default="resnet18", choices=CLASSIFIERS,
                     help="the gate (a lighter one: mobilenetv3_large; needs its trained run for accuracy)")
+    ap.add_argument("--data-dir", default=None,
+                    help="a prepared dataset other than the phantom: its study's runs and results/<profile>/<dataset>/")
+    ap.add_argument("--dataset", default=None, help="that study's name (default: the dataset's folder name)")
     argv = argv[1:] if argv[:1] == ["realtime"] else argv
     args = ap.parse_args(argv)
     p = get_profile(args.profile)
+    study = study_paths(p, args.data_dir, args.dataset)
+    if args.dataset is not None and args.data_dir is None:
+        ap.error("--dataset names the study on --data-dir; give --data-dir too")
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     table = bench_realtime(p, widths=args.widths, precisions=args.precisions, n_frames=args.frames,
                            classifier=args.classifier, train_students=not args.no_train_students,
-                           n_passes=args.passes)
+                           n_passes=args.passes, data_dir=args.data_dir, dataset=args.dataset)
     import matplotlib
     matplotlib.use("Agg")
     from endolib.plotting import save_figure
 
-    fig = pareto_figure(paths(p).results) if (paths(p).results / REALTIME_FILE).is_file() else \
-        plot_realtime_pareto(table)
-    png = save_figure(fig, "fig_realtime_pareto", figures_dir=paths(p).figures)
+    fig = pareto_figure(study.results) if (study.results / REALTIME_FILE).is_file() else plot_realtime_pareto(table)
+    png = save_figure(fig, "fig_realtime_pareto", figures_dir=study.figures)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.drop(columns=["machine"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"machine: {table['machine'].iloc[0] if len(table) else '?'}; load average before {load}, after "
@@ -721,5 +737,5 @@ def bench_main(argv: list[str]) -> int:
           f"training seeds x test patients): "
           + (", ".join(f"width {r.width:g} {r.precision}/{r.backend} {r.fps:.1f} FPS" for r in ok.itertuples())
              if len(ok) else "not reached by any variant with measured accuracy"))
-    print(f"saved {paths(p).results / REALTIME_FILE} and {png}")
+    print(f"saved {study.results / REALTIME_FILE} and {png}")
     return 0

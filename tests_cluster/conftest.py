@@ -9,8 +9,9 @@
 * ``serial_study``: the reference: ``python -m endolib run --profile smoke --only 01 02 03 --arch resnet18 unet``
   serially in a temporary ``ENDOLIB_ROOT``.
 
-Every wait is bounded; every process, daemon and job a fixture starts, it stops. The measured times are collected
-in :data:`TIMINGS` and printed at the end of the session.
+Every wait is bounded; every process, daemon and job a fixture starts, it stops, also when the session is ended by
+SIGTERM or SIGHUP (a CI timeout, ``timeout``, a closed terminal): :func:`_stop_cleanly_on_sigterm`. The measured
+times are collected in :data:`TIMINGS` and printed at the end of the session.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +42,27 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{sec:8.1f} s  {what}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_cleanly_on_sigterm():
+    """SIGTERM or SIGHUP ends the session the way Ctrl-C does (KeyboardInterrupt): pytest then tears the fixtures
+    down, which cancels the jobs and stops the daemons and Dask processes. Without it a CI timeout kills pytest
+    outright and leaves munged, slurmctld, slurmd and the dask processes running: they are in sessions of their
+    own, out of reach of a signal sent to pytest's process group. Further signals are ignored while the fixtures
+    are torn down (every wait there is bounded); the handlers are put back at the end."""
+    def interrupt(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: stopping the cluster fixtures")
+
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, interrupt) for s in caught}
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
 def _skip_or_fail(reason: str):
     if os.environ.get("ENDOLIB_CLUSTER_REQUIRED") == "1":
         pytest.fail(f"ENDOLIB_CLUSTER_REQUIRED=1 but {reason}", pytrace=False)
@@ -55,7 +76,7 @@ def _repo_env() -> dict:
 
 
 @pytest.fixture(scope="session")
-def slurm():
+def slurm(tmp_path_factory):
     if os.geteuid() != 0:
         _skip_or_fail("the one-node SLURM cluster runs munged, slurmctld and slurmd as root; this is not root")
     pytest.importorskip("dask_jobqueue", reason='pip install "endolib[slurm]"')
@@ -70,7 +91,7 @@ def slurm():
     cluster = OneNodeSlurm()
     cluster.start()  # a daemon that will not start is a failure, not a skip
     TIMINGS.append(("one-node SLURM cluster up (three daemons, node idle)", cluster.started_s))
-    logs = Path(tempfile.mkdtemp(prefix="endolib-slurm-jobs-"))
+    logs = tmp_path_factory.mktemp("slurm-jobs")  # pytest's temporary folder: kept for the last 3 sessions
     env = {**cluster.env, **_repo_env(), "DASK_CONFIG": str(HERE / "jobqueue.yaml"),
            "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(logs)}
     before = {k: os.environ.get(k) for k in env}

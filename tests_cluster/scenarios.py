@@ -6,7 +6,7 @@ import hashlib
 import threading
 import time
 
-from endolib.study.distributed import train_on_dask
+from endolib.study.distributed import _task_prefix, train_on_dask
 from endolib.training.runs import train_seeds
 from endolib.training.settings import training_settings
 from endolib.training.unit import load_unit, unit_dir
@@ -41,7 +41,7 @@ def lose_worker_mid_unit(client, runs, lose, timeout: float = 240.0):
     epoch the unit's checkpoint had reached, seconds)."""
     long_run = runs[0]
     ckpt = unit_dir(long_run, 0, 0) / "resume.pt"
-    key = f"unit-{long_run.arch}-seed{long_run.training_seed}-t0_f0"
+    key = f"unit-{_task_prefix(long_run)}-t0_f0"
     out: dict = {}
 
     def train():

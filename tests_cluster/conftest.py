@@ -10,8 +10,9 @@
   serially in a temporary ``ENDOLIB_ROOT``.
 
 Every wait is bounded; every process, daemon and job a fixture starts, it stops, also when the session is ended by
-SIGTERM or SIGHUP (a CI timeout, ``timeout``, a closed terminal): :func:`_stop_cleanly_on_sigterm`. The measured
-times are collected in :data:`TIMINGS` and printed at the end of the session.
+SIGTERM or SIGHUP (a CI timeout, ``timeout``, a closed terminal): :func:`_stop_cleanly_on_sigterm`. The Dask
+processes listen on 127.0.0.1 only (their HTTP servers too). The measured times are collected in :data:`TIMINGS`
+and printed at the end of the session.
 """
 from __future__ import annotations
 
@@ -118,6 +119,27 @@ def slurm(tmp_path_factory):
         assert not left, f"jobs {left} were still queued or running at the end of the session (cancelled)"
 
 
+def public_listeners(*markers: str) -> list[str]:
+    """The listening TCP sockets not on a loopback address of the processes (and their children) whose command
+    line contains one of ``markers``: ``"pid command: address:port"``."""
+    import ipaddress
+
+    import psutil
+
+    out = []
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if any(m in " ".join(p.info["cmdline"] or ()) for m in markers)]
+    for p in {q for r in roots for q in [r, *r.children(recursive=True)]}:
+        try:
+            conns = p.net_connections("tcp")
+            name = " ".join(p.cmdline())[:80]
+        except psutil.Error:
+            continue
+        out += [f"{p.pid} {name}: {c.laddr.ip}:{c.laddr.port}" for c in conns
+                if c.status == psutil.CONN_LISTEN and not ipaddress.ip_address(c.laddr.ip).is_loopback]
+    return out
+
+
 class TcpCluster:
     """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (each in its own process group)."""
 
@@ -141,15 +163,16 @@ class TcpCluster:
 
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"
-        self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+        self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+                     "--dashboard-address", "127.0.0.1:0"], "scheduler")
         for _ in range(workers):
             self.add_worker()
         self.wait_for_workers(workers, timeout)
         return self
 
     def add_worker(self) -> subprocess.Popen:
-        p = self._spawn(["worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                        f"worker{len(self.workers)}")
+        p = self._spawn(["worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                        "--dashboard-address", "127.0.0.1:0"], f"worker{len(self.workers)}")
         self.workers.append(p)
         return p
 
@@ -206,6 +229,8 @@ def tcp(tmp_path_factory):
     try:
         cluster.start()
         TIMINGS.append(("tcp: dask scheduler + 2 dask workers connected", time.monotonic() - t0))
+        public = public_listeners(f"--port {cluster.address.rsplit(':', 1)[1]}", cluster.address)
+        assert not public, f"dask processes listen beyond 127.0.0.1: {public}"
         yield cluster
     finally:
         cluster.stop()

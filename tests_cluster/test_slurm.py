@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import TIMINGS
+from conftest import TIMINGS, public_listeners
 from scenarios import (
     check_resumed,
     digests,
@@ -79,6 +79,8 @@ def client(slurm):
     with connect("slurm:2", timeout=10, start_timeout=120) as c:
         c.wait_for_workers(2, timeout=120)
         TIMINGS.append(("in-process slurm:2: both worker jobs connected", time.monotonic() - t0))
+        public = public_listeners(c.scheduler.address)  # the worker jobs (their command names the scheduler)
+        assert not public, f"the SLURM worker jobs listen beyond 127.0.0.1: {public}"
         yield c
     t_end = time.monotonic() + 30
     while slurm.jobs() and time.monotonic() < t_end:

@@ -9,8 +9,10 @@
 * ``serial_study``: the reference: ``python -m endolib run --profile smoke --only 01 02 03 --arch resnet18 unet``
   serially in a temporary ``ENDOLIB_ROOT``.
 
-Every wait is bounded; every process, daemon and job a fixture starts, it stops. The measured times are collected
-in :data:`TIMINGS` and printed at the end of the session.
+Every wait is bounded; every process, daemon and job a fixture starts, it stops, also when the session is ended by
+SIGTERM or SIGHUP (a CI timeout, ``timeout``, a closed terminal): :func:`_stop_cleanly_on_sigterm`. The Dask
+processes listen on 127.0.0.1 only (their HTTP servers too). The measured times are collected in :data:`TIMINGS`
+and printed at the end of the session.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +43,27 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{sec:8.1f} s  {what}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_cleanly_on_sigterm():
+    """SIGTERM or SIGHUP ends the session the way Ctrl-C does (KeyboardInterrupt): pytest then tears the fixtures
+    down, which cancels the jobs and stops the daemons and Dask processes. Without it a CI timeout kills pytest
+    outright and leaves munged, slurmctld, slurmd and the dask processes running: they are in sessions of their
+    own, out of reach of a signal sent to pytest's process group. Further signals are ignored while the fixtures
+    are torn down (every wait there is bounded); the handlers are put back at the end."""
+    def interrupt(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: stopping the cluster fixtures")
+
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, interrupt) for s in caught}
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
 def _skip_or_fail(reason: str):
     if os.environ.get("ENDOLIB_CLUSTER_REQUIRED") == "1":
         pytest.fail(f"ENDOLIB_CLUSTER_REQUIRED=1 but {reason}", pytrace=False)
@@ -55,7 +77,7 @@ def _repo_env() -> dict:
 
 
 @pytest.fixture(scope="session")
-def slurm():
+def slurm(tmp_path_factory):
     if os.geteuid() != 0:
         _skip_or_fail("the one-node SLURM cluster runs munged, slurmctld and slurmd as root; this is not root")
     pytest.importorskip("dask_jobqueue", reason='pip install "endolib[slurm]"')
@@ -70,7 +92,7 @@ def slurm():
     cluster = OneNodeSlurm()
     cluster.start()  # a daemon that will not start is a failure, not a skip
     TIMINGS.append(("one-node SLURM cluster up (three daemons, node idle)", cluster.started_s))
-    logs = Path(tempfile.mkdtemp(prefix="endolib-slurm-jobs-"))
+    logs = tmp_path_factory.mktemp("slurm-jobs")  # pytest's temporary folder: kept for the last 3 sessions
     env = {**cluster.env, **_repo_env(), "DASK_CONFIG": str(HERE / "jobqueue.yaml"),
            "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(logs)}
     before = {k: os.environ.get(k) for k in env}
@@ -97,6 +119,27 @@ def slurm():
         assert not left, f"jobs {left} were still queued or running at the end of the session (cancelled)"
 
 
+def public_listeners(*markers: str) -> list[str]:
+    """The listening TCP sockets not on a loopback address of the processes (and their children) whose command
+    line contains one of ``markers``: ``"pid command: address:port"``."""
+    import ipaddress
+
+    import psutil
+
+    out = []
+    roots = [p for p in psutil.process_iter(["cmdline"])
+             if any(m in " ".join(p.info["cmdline"] or ()) for m in markers)]
+    for p in {q for r in roots for q in [r, *r.children(recursive=True)]}:
+        try:
+            conns = p.net_connections("tcp")
+            name = " ".join(p.cmdline())[:80]
+        except psutil.Error:
+            continue
+        out += [f"{p.pid} {name}: {c.laddr.ip}:{c.laddr.port}" for c in conns
+                if c.status == psutil.CONN_LISTEN and not ipaddress.ip_address(c.laddr.ip).is_loopback]
+    return out
+
+
 class TcpCluster:
     """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (each in its own process group)."""
 
@@ -120,15 +163,16 @@ class TcpCluster:
 
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"
-        self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], "scheduler")
+        self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+                     "--dashboard-address", "127.0.0.1:0"], "scheduler")
         for _ in range(workers):
             self.add_worker()
         self.wait_for_workers(workers, timeout)
         return self
 
     def add_worker(self) -> subprocess.Popen:
-        p = self._spawn(["worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
-                        f"worker{len(self.workers)}")
+        p = self._spawn(["worker", self.address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                        "--dashboard-address", "127.0.0.1:0"], f"worker{len(self.workers)}")
         self.workers.append(p)
         return p
 
@@ -185,6 +229,8 @@ def tcp(tmp_path_factory):
     try:
         cluster.start()
         TIMINGS.append(("tcp: dask scheduler + 2 dask workers connected", time.monotonic() - t0))
+        public = public_listeners(f"--port {cluster.address.rsplit(':', 1)[1]}", cluster.address)
+        assert not public, f"dask processes listen beyond 127.0.0.1: {public}"
         yield cluster
     finally:
         cluster.stop()

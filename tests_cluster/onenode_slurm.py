@@ -8,7 +8,7 @@ until ``sinfo`` shows the node idle, and on :meth:`OneNodeSlurm.stop` cancels ev
 exactly the processes it started (their pids; SIGTERM, then SIGKILL after a bounded wait). Every wait is bounded.
 Clients (``sinfo``, ``sbatch``, dask-jobqueue) find the cluster through ``SLURM_CONF`` (:attr:`OneNodeSlurm.env`).
 
-As a script, it starts the cluster, prints the ``export SLURM_CONF=...`` line and holds it until Ctrl-C::
+As a script, it starts the cluster, prints the ``export SLURM_CONF=...`` line and holds it until Ctrl-C (or SIGTERM)::
 
     python tests_cluster/onenode_slurm.py          # make slurm
 
@@ -300,12 +300,22 @@ PartitionName={self.partition} Nodes={name} Default=YES MaxTime=INFINITE State=U
         self.stop()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
+    # SIGTERM and SIGHUP (kill, timeout, a closed terminal) stop the cluster like Ctrl-C: the daemons run in sessions
+    # of their own and would outlive this process otherwise
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
-        cluster = OneNodeSlurm().start()
+        cluster = OneNodeSlurm().start()  # stops what it started before it raises
     except CannotRun as e:
         print(f"make slurm: cannot start the one-node SLURM cluster: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     print(f"one-node SLURM cluster up in {cluster.started_s:.1f} s (node {cluster.node['NodeName']}, "
           f"{cluster.node.get('CPUs')} CPUs, partition {cluster.partition}); in another shell:\n"
           f"  export SLURM_CONF={cluster.conf}\n  sinfo\nCtrl-C stops it.", flush=True)
@@ -316,6 +326,8 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # stop() is bounded: let it finish
+            signal.signal(sig, signal.SIG_IGN)
         cluster.stop()
         print("stopped")
     return 0

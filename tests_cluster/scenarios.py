@@ -6,7 +6,7 @@ import hashlib
 import threading
 import time
 
-from endolib.study.distributed import train_on_dask
+from endolib.study.distributed import _task_prefix, train_on_dask
 from endolib.training.runs import train_seeds
 from endolib.training.settings import training_settings
 from endolib.training.unit import load_unit, unit_dir
@@ -35,13 +35,48 @@ def digests(runs) -> dict:
     return {(s.arch, f): hashlib.sha256((s.run_dir / f).read_bytes()).hexdigest() for s in runs for f in FILES}
 
 
+def _checkpoint_epoch(ckpt, tries: int = 20) -> int:
+    """The epoch of a unit's ``resume.pt`` (written atomically; a read that meets the replacement is retried)."""
+    import torch
+
+    for i in range(tries):
+        try:
+            return int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
+        except Exception:  # noqa: BLE001 - replaced between open and read: read the next one
+            if i == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait (bounded) until process ``pid`` has exited (a zombie counts as exited)."""
+    import psutil
+
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the lost worker's process {pid} was still alive {timeout:g} s later")
+
+
 def lose_worker_mid_unit(client, runs, lose, timeout: float = 240.0):
     """Run ``train_on_dask(client, runs)`` and, once the long unit has checkpointed an epoch (``resume.pt``) and is
     not done, call ``lose(worker_address)`` on the worker running it. Returns (report, what lose returned, the
-    epoch the unit's checkpoint had reached, seconds)."""
+    checkpoint's epochs (before ``lose``, once the lost worker's process has exited), seconds).
+
+    The retry resumes from a checkpoint between the two: ``lose`` takes a moment (``scancel`` is asynchronous,
+    finding the worker's process takes a while on a loaded machine) in which the unit may finish another epoch
+    (seen: epoch 1 before ``kill -9``, the retry resumed after epoch 2), and the retry can only have written a
+    later one by the second read."""
+    import os
+
     long_run = runs[0]
     ckpt = unit_dir(long_run, 0, 0) / "resume.pt"
-    key = f"unit-{long_run.arch}-seed{long_run.training_seed}-t0_f0"
+    key = f"unit-{_task_prefix(long_run)}-t0_f0"
     out: dict = {}
 
     def train():
@@ -53,20 +88,18 @@ def lose_worker_mid_unit(client, runs, lose, timeout: float = 240.0):
     t0 = time.monotonic()
     th = threading.Thread(target=train, daemon=True)
     th.start()
-    lost, epoch = None, None
+    lost, epochs = None, None
     t_end = t0 + timeout
     while time.monotonic() < t_end and th.is_alive():
         if ckpt.exists() and load_unit(long_run, 0, 0) is None:
             where = [w for w, keys in client.processing().items() if key in keys]
             if where:
-                import torch
-
-                try:
-                    epoch = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]
-                except Exception:  # noqa: BLE001 - replaced between exists() and load: read the next one
-                    continue
+                pid = client.run(os.getpid, workers=where)[where[0]]  # the worker process training the unit
+                before = _checkpoint_epoch(ckpt)
                 assert not (unit_dir(long_run, 0, 0) / "unit.json").exists()  # half done is not done
                 lost = lose(where[0])
+                _wait_gone(pid, 60)
+                epochs = (before, _checkpoint_epoch(ckpt))
                 break
         time.sleep(0.2)
     th.join(max(1.0, t_end - time.monotonic()))
@@ -74,16 +107,19 @@ def lose_worker_mid_unit(client, runs, lose, timeout: float = 240.0):
     if "error" in out:
         raise out["error"]
     assert lost is not None, "the long unit finished before it could be interrupted (make LONG longer)"
-    return out["report"], lost, epoch, time.monotonic() - t0
+    return out["report"], lost, epochs, time.monotonic() - t0
 
 
-def check_resumed(runs, epoch: int) -> str:
-    """The interrupted unit's log shows it resumed from its checkpoint (or, when the lost worker was killed before
-    the first checkpoint the retry could read, that it trained again); returns the log's resume line."""
+def check_resumed(runs, epochs: tuple[int, int]) -> int:
+    """The interrupted unit's log shows that the retry resumed from the checkpoint the lost worker left: an epoch
+    within ``epochs`` (:func:`lose_worker_mid_unit`), not from scratch; returns that epoch."""
+    import re
+
     log = (unit_dir(runs[0], 0, 0) / "unit.log").read_text()
-    lines = [ln for ln in log.splitlines() if ln.startswith("resuming ")]
-    assert lines, f"the retried unit did not resume from resume.pt (checkpoint at epoch {epoch}):\n{log}"
-    return lines[0]
+    found = [int(m.group(1)) for m in re.finditer(r"^resuming .* after epoch (\d+)$", log, re.M)]
+    assert len(found) == 1, f"the retried unit did not resume once from resume.pt (checkpoint epochs {epochs}):\n{log}"
+    assert epochs[0] <= found[0] <= epochs[1], f"resumed after epoch {found[0]}, not within {epochs}:\n{log}"
+    return found[0]
 
 
 def failed_unit_is_reported(client, make_tiny_dataset, tmp_path) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -45,13 +46,35 @@ def run_cli(root: Path, scheduler: str, env: dict | None = None, timeout: float 
                 **(env or {})}
     cmd = [sys.executable, "-m", "endolib", "run", *ARGS, "--scheduler", scheduler, *(extra_args or [])]
     t0 = time.monotonic()
+    # its own session: on a timeout or an interrupt the command is stopped with everything it started (the Dask
+    # workers of local:N, the notebook kernels), not only its first process
+    p = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        r = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
-        rc, out = r.returncode, r.stdout + r.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, out = 124, f"timed out after {timeout:g} s\n{e.stdout or ''}{e.stderr or ''}"
+        out, _ = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        out, _ = _stop_group(p)
+        rc, out = 124, f"timed out after {timeout:g} s\n{out or ''}"
+    except BaseException:
+        _stop_group(p)
+        raise
     out = "\n".join(line for line in out.splitlines() if "Kernel is running over TCP" not in line)
     return CliRun(root, rc, out, time.monotonic() - t0)
+
+
+def _stop_group(p: subprocess.Popen, grace: float = 20.0):
+    """SIGTERM the process group of ``p``, SIGKILL it after ``grace`` seconds; ``p``'s remaining output."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return p.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return p.communicate(timeout=grace)
 
 
 def _sha(path: Path) -> str:

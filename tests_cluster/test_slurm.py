@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import TIMINGS
+from conftest import TIMINGS, public_listeners
 from scenarios import (
     check_resumed,
     digests,
@@ -79,6 +79,8 @@ def client(slurm):
     with connect("slurm:2", timeout=10, start_timeout=120) as c:
         c.wait_for_workers(2, timeout=120)
         TIMINGS.append(("in-process slurm:2: both worker jobs connected", time.monotonic() - t0))
+        public = public_listeners(c.scheduler.address)  # the worker jobs (their command names the scheduler)
+        assert not public, f"the SLURM worker jobs listen beyond 127.0.0.1: {public}"
         yield c
     t_end = time.monotonic() + 30
     while slurm.jobs() and time.monotonic() < t_end:
@@ -109,10 +111,10 @@ def test_job_cancelled_mid_unit_resumes_with_the_same_results(slurm, client, mak
         subprocess.run(["scancel", str(job)], check=True, timeout=15)
         return str(job)
 
-    report, job, epoch, seconds = lose_worker_mid_unit(client, runs, scancel)
+    report, job, epochs, seconds = lose_worker_mid_unit(client, runs, scancel)
     assert report.ok, report.summary()
     assert digests(runs) == digests(ref)
-    line = check_resumed(runs, epoch)
+    epoch = check_resumed(runs, epochs)
     assert job not in slurm.jobs()
     # while units are left, train_on_dask replaces a lost job (_JobKeeper, every 2 s); here the study ended
     # before Dask gave the lost worker up (distributed.deploy.lost-worker-timeout), so do what it does then
@@ -125,6 +127,6 @@ def test_job_cancelled_mid_unit_resumes_with_the_same_results(slurm, client, mak
         time.sleep(1)
     assert len(client.scheduler_info()["workers"]) == 2, "the cancelled worker job was not replaced"
     assert job not in [str(j.job_id) for j in cluster.workers.values()]
-    assert f"after epoch {epoch}" in line
-    TIMINGS.extend([(f"scancel mid-unit at epoch {epoch}, resumed: the study on slurm:2", seconds),
+    TIMINGS.extend([(f"scancel mid-unit (checkpoint epochs {epochs}), resumed after epoch {epoch}: the study on "
+                     f"slurm:2", seconds),
                     ("the same two runs serially", t_serial)])

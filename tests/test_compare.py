@@ -48,3 +48,22 @@ def test_a_changed_verdict_and_moved_estimates_are_reported(two_runs):
 def test_results_folders_that_are_not_a_study_are_refused(tmp_path, two_runs):
     with pytest.raises(FileNotFoundError, match="paper_claims.csv"):
         compare_studies(two_runs[0], tmp_path / "nothing", "x", save=False)
+
+
+def test_speed_claims_are_reported_apart_from_the_statistical_moves(two_runs):
+    """A speed claim's estimate is FPS measured on each machine: a slower CPU moves it by whole frames per second,
+    which says nothing about numerics, so it is listed with both machines' FPS and kept out of max_estimate_moved."""
+    ours, other = two_runs
+    claims = pd.read_csv(other / "paper_claims.csv")
+    fps = claims["metric"] == "fps"
+    assert fps.any() and (~fps).any()
+    claims.loc[fps, "our_estimate"] += 3.0
+    first_stat = claims.index[~fps][0]
+    claims.loc[first_stat, "our_estimate"] += 0.01
+    claims.to_csv(other / "paper_claims.csv", index=False)
+    s = compare_studies(ours, other, "a slower CPU", save=True)["summary"]
+    assert s["max_estimate_moved"] == pytest.approx(0.01)
+    assert len(s["speed_claims"]) == fps.sum()
+    assert all(c["fps_other"] == pytest.approx(c["fps"] + 3.0) for c in s["speed_claims"])
+    line = render_block("other-numerics", "quick", ours)
+    assert "moved by at most 0.010" in line and "measured on each machine" in line

@@ -200,7 +200,13 @@ def numerics_line(res: Path, profile: str) -> str:
     where = f" on {env['cpu']}" if env.get("cpu") else ""
     text = (f"Other numerics: the whole study rerun with {s['other']}{where} reached {s['same_verdicts']} of "
             f"{s['claims']} identical verdicts" + (f" (changed: {'; '.join(s['changed'])})" if s["changed"] else "")
-            + f"; claim estimates moved by at most {s['max_estimate_moved']:.3f}")
+            + f"; the statistical claims' estimates moved by at most {s['max_estimate_moved']:.3f}")
+    speed = s.get("speed_claims", [])
+    if speed:
+        text += ("; the speed claims, measured on each machine, "
+                 + ", ".join(f"{c['fps']:.1f} -> {c['fps_other']:.1f} FPS"
+                             + (" (realtime.csv: `bench realtime`, which `make paper` does not rerun)"
+                                if "realtime.csv" in c["claim"] else "") for c in speed))
     moves = [f"test {t['metric'].upper()} by at most {t['max_moved']:.3f} ({t['model_max_moved']}, "
              f"{t['outside_our_ci']} of {t['models']} outside our 95% CI)"
              for t in s.get("tables", []) if t["metric"] in ("auroc", "dsc")]

@@ -90,13 +90,15 @@ def test_seeds_load_into_one_evaluation(study):
     assert ev.seeds == SEEDS and all(list(ev.predictions[m]) == list(SEEDS) for m in CLS + SEG)
     assert all(p.seed == s for m in CLS for s, p in ev.predictions[m].items())
     assert (ev.summary()["n_seeds"] == len(SEEDS)).all()
-    default = load_predictions("unet", "smoke", study[0], dataset=_paths(study).dataset)  # one model instance: the first training seed
+    # one model instance: the first training seed
+    default = load_predictions("unet", "smoke", study[0], dataset=_paths(study).dataset)
     assert default.seed == SEEDS[0] and default.path.parent.name == f"seed{SEEDS[0]}"
 
 
 def test_predictions_for_another_split_are_refused(study):
     root, data_dir = study
-    pred = load_predictions("unet", "smoke", root, seed=SEEDS[1], dataset=_paths(study).dataset)  # one seed disagreeing is enough
+    # one seed disagreeing is enough
+    pred = load_predictions("unet", "smoke", root, seed=SEEDS[1], dataset=_paths(study).dataset)
     write_predictions(pred.path.parent, pred.frame_ids[:-1], pred.probs[:-1], pred.size, "seg")
     with pytest.raises(ValueError, match="different test split .*1 test frame\\(s\\) without a prediction"):
         _evaluation(study)

@@ -121,7 +121,8 @@ def test_paper_claims_have_consistent_power_columns(quality, tmp_path, make_tiny
     ev = Evaluation("smoke", data_dir=data, classifiers=["resnet18"], segmenters=segmenters, root=tmp_path,
                     progress=False, n_boot=300)
     t = paper_claims(ev)
-    assert list(pd.read_csv(study_paths("smoke", data, root=tmp_path).results / "paper_claims.csv").columns) == CLAIM_COLUMNS
+    saved = pd.read_csv(study_paths("smoke", data, root=tmp_path).results / "paper_claims.csv")
+    assert list(saved.columns) == CLAIM_COLUMNS
     i = CLAIM_COLUMNS.index("n_seeds")
     assert CLAIM_COLUMNS[i + 1:i + 3] == ["seeds_to_decide", "power_note"]
     assert t["power_note"].map(lambda s: isinstance(s, str) and len(s) > 0).all()

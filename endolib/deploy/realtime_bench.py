@@ -39,6 +39,7 @@ from endolib.evaluation.bootstrap import (
     resample_weights,
     seed_rng,
 )
+from endolib.evaluation.predictions import run_command
 from endolib.models.factory import paper_input_size
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
@@ -95,9 +96,8 @@ def deployable_run(model: str, profile: str | Profile = "smoke", root=None, seed
     for cand in (seeded, flat) if seed == p.training_seeds[0] else (seeded,):
         if (cand / "config.json").is_file():
             return cand
-    task = "02" if model in CLASSIFIERS else "03"
-    raise FileNotFoundError(f"{seeded}: no trained {model} run (nor {flat}); train it with "
-                            f"`python -m endolib run --profile {p.name} --only {task} --arch {model}`")
+    command = run_command(model, p) + (f" --data-dir <the prepared dataset of study {dataset}>" if dataset else "")
+    raise FileNotFoundError(f"{seeded}: no trained {model} run (nor {flat}); train it with `{command}`")
 
 
 def deployable_seeds(models: Sequence[str], profile: str | Profile = "smoke", root=None,
@@ -376,7 +376,8 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
                 say(f"no usable student: {check.describe()}")
         if missing:
             say(f"accuracy not measured (NaN) for width(s) {missing}: no accepted distilled student for every "
-                f"training seed {sorted(acc['refs'])} ({_shown(study.runs)}/{segmenter}_w<width>/seed<k>/acceptance.json); "
+                f"training seed {sorted(acc['refs'])} "
+                f"({_shown(study.runs)}/{segmenter}_w<width>/seed<k>/acceptance.json); "
                 f"their speed is measured")
     if save:
         _save_realtime(study.results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
@@ -712,9 +713,9 @@ def bench_main(argv: list[str]) -> int:
     argv = argv[1:] if argv[:1] == ["realtime"] else argv
     args = ap.parse_args(argv)
     p = get_profile(args.profile)
-    study = study_paths(p, args.data_dir, args.dataset)
     if args.dataset is not None and args.data_dir is None:
         ap.error("--dataset names the study on --data-dir; give --data-dir too")
+    study = study_paths(p, args.data_dir, args.dataset)
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
     table = bench_realtime(p, widths=args.widths, precisions=args.precisions, n_frames=args.frames,

@@ -19,7 +19,7 @@ import os
 import torch
 
 __all__ = ["resolve_device", "autocast_dtype", "autocast", "grad_scaler", "set_threads", "default_threads",
-           "loader_options"]
+           "loader_options", "memory_format"]
 
 _FELL_BACK = {"said": False}  # print the CPU fallback line once per process
 
@@ -102,6 +102,18 @@ def set_threads(num_threads: int | None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """The layout models and image batches are kept in: ``torch.channels_last`` (NHWC) when ``channels_last``, else
+    ``torch.contiguous_format`` (NCHW). A profile's ``channels_last`` setting picks it; the numbers it gives are
+    deterministic on one machine but round differently from NCHW, so it is part of a run's fingerprint.
+
+    Example:
+        >>> memory_format(True), memory_format(False)
+        (torch.channels_last, torch.contiguous_format)
+    """
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def loader_options(device: torch.device) -> dict:

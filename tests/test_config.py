@@ -20,7 +20,7 @@ def test_profiles_exist_and_scale():
     # the paper profile is the paper's protocol
     assert (p.cls_size, p.seg_size, p.segformer_size, p.width_mult) == (224, 256, 512, 1.0)
     assert (p.folds, p.search_trials, p.cls_epochs, p.expand) == (3, 10, 50, 3)
-    assert (p.colour_jitter, p.per_task) == (0.0, {})  # augmentation as the paper lists it, one protocol
+    assert (p.colour_jitter, p.per_task, p.per_model) == (0.0, {}, {})  # augmentation as the paper lists it, one protocol
 
 
 def test_per_task_settings_apply_before_overrides():
@@ -38,6 +38,27 @@ def test_per_task_settings_apply_before_overrides():
         Profile(name="x", per_task={"cls": {"lrate": 1e-3}})
     with pytest.raises(ValueError, match="task must be"):
         q.for_task("det")
+
+
+def test_per_model_settings_apply_after_per_task():
+    from endolib.config import Profile
+    from endolib.training.settings import training_settings
+
+    q = PROFILES["quick"]
+    assert q.per_model, "the quick profile sets MobileNetV3-L's width apart"
+    for arch, settings in q.per_model.items():
+        s = training_settings(arch, "quick")
+        assert all(getattr(s.profile, k) == v for k, v in settings.items())
+    assert training_settings("mobilenetv3_large", "quick").model_kwargs["width_mult"] == 1.0
+    assert training_settings("resnet18", "quick").model_kwargs["width_mult"] == q.width_mult  # only that model
+    assert training_settings("mobilenetv3_large", "quick").profile.lr == q.per_task["cls"]["lr"]  # task's too
+    assert training_settings("mobilenetv3_large", "quick", width_mult=0.5).model_kwargs["width_mult"] == 0.5
+    with pytest.raises(ValueError, match="per_model keys must be registry names"):
+        Profile(name="x", per_model={"mobilenet": {"width_mult": 1.0}})
+    with pytest.raises(ValueError, match=r"unknown per_model\['unet'\] setting\(s\) \['widht'\]"):
+        Profile(name="x", per_model={"unet": {"widht": 1.0}})
+    with pytest.raises(ValueError, match="unknown architecture"):
+        q.for_model("vgg16")
 
 
 def test_overrides_ignore_none_and_reject_unknown():

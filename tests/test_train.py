@@ -177,6 +177,22 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_
     assert full.test_summary == resumed.test_summary
 
 
+def test_channels_last_training_is_deterministic_and_agrees_with_nchw(tiny_dataset, tmp_path):
+    # the quick profile trains in channels-last layout: the same seed gives the same run, and the layout changes
+    # only the rounding of the convolutions, not what is learned
+    kw = dict(epochs=2)
+    nhwc = [train_model(_settings(tiny_dataset, tmp_path, name=f"nhwc{i}", channels_last=True, **kw), progress=False)
+            for i in range(2)]
+    nchw = train_model(_settings(tiny_dataset, tmp_path, name="nchw", channels_last=False, **kw), progress=False)
+    a, b, c = (load_file(r.run_dir / "model.safetensors") for r in (*nhwc, nchw))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.is_contiguous() for v in a.values())  # weights are saved in the usual layout
+    cols = ["train_loss", "val_loss", "val_metric"]
+    pd.testing.assert_frame_equal(nhwc[0].history[cols], nhwc[1].history[cols])
+    np.testing.assert_allclose(nhwc[0].history[cols].to_numpy(), nchw.history[cols].to_numpy(), atol=1e-3)
+    assert nhwc[0].config["fingerprint"] != nchw.config["fingerprint"]  # a layout change retrains
+
+
 def test_segmenter_run_writes_the_layout(tiny_dataset, tmp_path):
     res = train_model(_settings(tiny_dataset, tmp_path, epochs=2), progress=False)
     d = res.run_dir

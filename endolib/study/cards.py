@@ -63,6 +63,18 @@ def _metric_rows(ours: pd.DataFrame, paper: pd.DataFrame, model: str, metrics) -
     return rows
 
 
+def _width_exceptions(prof) -> str:
+    """`` (MobileNetV3-L x 1)``: the models whose ``per_model`` settings give another channel width.
+
+    Example:
+        >>> _width_exceptions(get_profile("quick"))
+        ' (MobileNetV3-L x 1)'
+    """
+    other = [f"{DISPLAY_NAMES.get(m, m)} x {prof.for_model(m).width_mult:g}" for m in CLASSIFIERS + SEGMENTERS
+             if prof.for_model(m).width_mult != prof.width_mult]
+    return f" ({', '.join(other)})" if other else ""
+
+
 def model_card(profile: str = "quick", root: str | Path | None = None, dataset: str | None = None) -> str:
     """The model card (Markdown) for every model, from ``results/<profile>/`` tables.
 
@@ -115,7 +127,8 @@ def model_card(profile: str = "quick", root: str | Path | None = None, dataset: 
         "",
         f"Training (profile `{profile}`, `endolib/config.py`): classifiers at {prof.cls_size} px, U-Nets at"
         f" {prof.seg_size} px, SegFormers at {prof.segformer_size} px (paper: 224 / 256 / 512), channel width x"
-        f" {prof.width_mult:g}, {prof.cls_epochs} / {prof.seg_epochs} epochs (paper: 50), the profile's training"
+        f" {prof.width_mult:g}{_width_exceptions(prof)}, {prof.cls_epochs} / {prof.seg_epochs} epochs (paper: 50),"
+        " the profile's training"
         f" seeds {', '.join(str(s) for s in prof.training_seeds)} (the checkpoints used:"
         f" `results/{profile}/provenance.json`). Metrics: test set, 95% bootstrap CIs ({n_boot} resamples of"
         f" {resampling}), threshold {prof.threshold}.",

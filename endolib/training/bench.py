@@ -69,6 +69,7 @@ def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, w
     from endolib.device import (
         autocast_dtype,
         grad_scaler,
+        memory_format,
         resolve_device,
         set_threads,
     )
@@ -79,10 +80,11 @@ def bench_epoch(arch: str, profile: str | Profile = "paper", batches: int = 3, w
     dev = resolve_device(p.device)
     amp = autocast_dtype(p.amp, dev)
     torch.manual_seed(0)
-    model = create_model(arch, **s.model_kwargs).to(dev).train()
+    fmt = memory_format(p.channels_last)
+    model = create_model(arch, **s.model_kwargs).to(dev, memory_format=fmt).train()
     opt = torch.optim.Adam(model.parameters(), lr=p.lr)
     scaler = grad_scaler(dev, amp)
-    x = torch.randn(p.batch_size, 3, s.size, s.size, device=dev)
+    x = torch.randn(p.batch_size, 3, s.size, s.size, device=dev).contiguous(memory_format=fmt)
     y = (torch.rand(p.batch_size, 1, s.size, s.size, device=dev) > 0.5).float() if s.task == "seg" else \
         torch.randint(0, 2, (p.batch_size,), device=dev).float()
 
@@ -187,14 +189,15 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     hp = data.trials[0]
     trainer = _UnitTrainer(s, 0, 0, hp, dev, None, progress, None)
     torch.manual_seed(trainer.seed)
-    model = create_model(arch, **s.model_kwargs).to(dev)
+    model = create_model(arch, **s.model_kwargs).to(dev, memory_format=trainer.fmt)
     trainer.teacher = None
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                       rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
                       colour_jitter=p.colour_jitter, seed=trainer.seed)
     batches = _batches(len(ds), hp["batch_size"], torch.Generator().manual_seed(0))
-    collated = [tuple(torch.stack(t) for t in zip(*(ds[i] for i in b))) for b in batches]
+    collated = [(x.contiguous(memory_format=trainer.fmt), y)
+                for x, y in (tuple(torch.stack(t) for t in zip(*(ds[i] for i in b))) for b in batches)]
 
     def step(x, y):
         _train_step(model, opt, x, y, s.task, p.dice_eps, dev)

@@ -465,7 +465,7 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
     _save_weights(model.state_dict(), s.run_dir / RUN_FILES["weights"])
 
     test = load_frames(s.data_dir, data.test_rows, s.size, masks=s.task == "seg", progress=progress)
-    probs = predict(model, test, s.task, p.eval_batch_size, device, autocast_dtype(p.amp, device))
+    probs = predict(model, test, s.task, p.eval_batch_size, device, autocast_dtype(p.amp, device), p.channels_last)
     ids = test.frame_ids
     if s.task == "cls":
         stored = probs.astype(np.float32)

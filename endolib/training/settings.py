@@ -147,7 +147,8 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
             the phantom).
         **overrides: any Profile field (``lr``, ``batch_size``, ``weight_decay``, ``folds``, ``search_trials``,
             ``include_negatives``, ``seed`` (the data seed), ``seeds``, ``device``, ``amp``, ...); None values
-            are ignored. They are applied after the profile's ``per_task`` settings for this model's task.
+            are ignored. They are applied after the profile's ``per_task`` settings for this model's task and its
+            ``per_model`` settings.
 
     Example:
         >>> s = training_settings("unet", "quick", epochs=3)
@@ -163,7 +164,7 @@ def training_settings(arch: str, profile: str | Profile = "smoke", data_dir: str
         raise ValueError(f"{arch} is a {_TASK_NAMES[kind]}, but this notebook trains {_TASK_NAMES[task]}s: "
                          f"{', '.join(_TASK_MODELS[task])}")
     field_name = "cls_epochs" if kind == "cls" else "seg_epochs"
-    prof = get_profile(profile).for_task(kind).replace(**{field_name: epochs}, **overrides)
+    prof = get_profile(profile).for_model(arch).replace(**{field_name: epochs}, **overrides)
     _check_profile(prof)
     p = study_paths(prof, data_dir, dataset)
     return TrainSettings(arch=arch, task=kind, profile=prof,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from endolib.config import Profile
+from endolib.device import memory_format
 from endolib.models.factory import create_model
 from endolib.training.augment import FrameDataset
 from endolib.training.frames import (
@@ -40,7 +41,8 @@ __all__ = ["predict", "make_scheduler", "train_unit", "unit_dir", "unit_name", "
 # ------------------------------------------------------------------------------------------------ prediction
 @torch.no_grad()
 def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int = 64,
-            device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None) -> np.ndarray:
+            device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False) -> np.ndarray:
     """Probabilities for every frame: float32 (N,) for classifiers, float32 (N, S, S) for segmenters.
 
     Args:
@@ -50,14 +52,18 @@ def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int
         batch_size: frames per forward pass.
         device: where to run (default: where the model's parameters are).
         amp_dtype: autocast dtype (None: full precision); see :func:`endolib.device.autocast_dtype`.
+        channels_last: run the model and batches in channels-last layout (the profile's ``channels_last``; the
+            model is left in that layout).
     """
-    from endolib.device import autocast
+    from endolib.device import autocast, memory_format
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(dev).eval()
+    fmt = memory_format(channels_last)
+    model.to(dev, memory_format=fmt).eval()
     out = []
     for start in range(0, len(frames), batch_size):
-        x = normalise(_to_tensor(frames.images[start:start + batch_size])).to(dev, non_blocking=True)
+        x = normalise(_to_tensor(frames.images[start:start + batch_size])).to(dev, memory_format=fmt,
+                                                                             non_blocking=True)
         with autocast(dev, amp_dtype):
             logits = _forward(model, x, task)
         probs = torch.sigmoid((logits if task == "cls" else logits[:, 0]).float())
@@ -80,7 +86,7 @@ def _evaluate(model, frames: FrameSet, task: str, p: Profile, device=None, amp_d
     (AUROC, or mean per-frame DSC)."""
     from endolib.evaluation.metrics import auroc
 
-    probs = predict(model, frames, task, p.eval_batch_size, device, amp_dtype)
+    probs = predict(model, frames, task, p.eval_batch_size, device, amp_dtype, p.channels_last)
     if task == "cls":
         y = torch.from_numpy(frames.labels.astype(np.float32))
         pr = torch.from_numpy(probs).double().clamp(1e-7, 1 - 1e-7)
@@ -307,6 +313,7 @@ class _UnitTrainer:
         self.dir = unit_dir(settings, trial, fold)
         self.ckpt = self.dir / "resume.pt"
         self.seed = _unit_seed(settings.training_seed, settings.arch, trial, fold, settings.seed_key)
+        self.fmt = memory_format(self.p.channels_last)  # models and image batches in this layout
 
     def _load(self, fingerprint: str) -> dict | None:
         if not self.ckpt.exists():
@@ -329,7 +336,7 @@ class _UnitTrainer:
 
         s, p, trial, fold = self.s, self.p, self.trial, self.fold
         torch.manual_seed(self.seed)
-        model = create_model(s.arch, **s.model_kwargs).to(self.device)
+        model = create_model(s.arch, **s.model_kwargs).to(self.device, memory_format=self.fmt)
         opt = torch.optim.Adam(model.parameters(), lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
         ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                           rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
@@ -338,7 +345,9 @@ class _UnitTrainer:
         sched = make_scheduler(opt, p, epochs, steps_per_epoch)
         self.per_batch = isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
         scaler = grad_scaler(self.device, self.amp_dtype)
-        self.teacher = None if s.teacher is None else load_run(s.teacher).model.to(self.device)
+        self.teacher = None
+        if s.teacher is not None:
+            self.teacher = load_run(s.teacher).model.to(self.device, memory_format=self.fmt)
         stop = {"best_loss": math.inf, "best_epoch": 0, "best_metric": math.nan, "bad": 0, "stopped": False}
         best, start, history = None, 1, []
         state = self._load(fingerprint)
@@ -419,7 +428,8 @@ class _UnitTrainer:
         total, n = 0.0, 0
         self._epoch_lr = opt.param_groups[0]["lr"]  # the rate of the epoch's first batch (history.csv)
         for b, (x, y) in enumerate(tqdm(loader, desc=f"epoch {epoch}", disable=not self.progress, leave=False)):
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x = x.to(self.device, memory_format=self.fmt, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
             teacher_probs = None
             if self.teacher is not None:  # the teacher sees the same augmented batch, in eval mode
                 with torch.no_grad(), autocast(self.device, self.amp_dtype):

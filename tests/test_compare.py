@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from endolib.config import paths
-from endolib.study.compare import compare_studies
-from endolib.study.pages import render_block
+from endolib.study.compare import compare_studies, stale_claims
+from endolib.study.pages import numerics_line, render_block
 
 
 @pytest.fixture()
@@ -67,3 +67,15 @@ def test_speed_claims_are_reported_apart_from_the_statistical_moves(two_runs):
     assert all(c["fps_other"] == pytest.approx(c["fps"] + 3.0) for c in s["speed_claims"])
     line = render_block("other-numerics", "quick", ours)
     assert "moved by at most 0.010" in line and "measured on each machine" in line
+
+
+def test_a_comparison_of_an_earlier_run_is_not_shown_as_current(two_runs):
+    ours, other = two_runs
+    compare_studies(ours, other, "the same run", save=True)
+    assert stale_claims(ours) == [] and numerics_line(ours, "quick").startswith("Other numerics: the whole study")
+    claims = pd.read_csv(ours / "paper_claims.csv")
+    claims.loc[0, "our_estimate"] = float(claims.loc[0, "our_estimate"]) + 0.01  # the study was rerun since
+    claims.to_csv(ours / "paper_claims.csv", index=False)
+    assert stale_claims(ours) == [claims.loc[0, "claim"]]
+    line = numerics_line(ours, "quick")
+    assert "earlier run of this study" in line and "1 of 11 claims" in line and "identical verdicts" not in line

@@ -106,6 +106,30 @@ def compare_studies(ours: str | Path, other: str | Path, label: str, save: bool 
     return {"claims": claims, "tables": tables, "summary": summary}
 
 
+def stale_claims(res: str | Path) -> list[str]:
+    """The claims whose verdict or estimate in ``other_numerics.csv`` (our side, as compared) is no longer that of
+    ``paper_claims.csv`` in the same results folder: a comparison made against an earlier run of the study.
+
+    Args:
+        res: a results folder holding both files.
+
+    Returns:
+        Those claims (empty: the comparison is of the current results).
+
+    Example:
+        >>> from endolib.config import paths
+        >>> stale_claims(paths("quick").results)  # doctest: +SKIP
+        []
+    """
+    res = Path(res)
+    compared = pd.read_csv(res / "other_numerics.csv")[["claim", "verdict", "our_estimate"]]
+    now = pd.read_csv(res / "paper_claims.csv")[["claim", "verdict", "our_estimate"]]
+    m = compared.merge(now, on="claim", how="outer", suffixes=("", "_now"))
+    same_estimate = np.isclose(m["our_estimate"].astype(float), m["our_estimate_now"].astype(float), rtol=0,
+                               atol=1e-6, equal_nan=True)
+    return m.loc[~same_estimate | (m["verdict"] != m["verdict_now"]), "claim"].tolist()
+
+
 def compare_main(argv: list[str] | None = None) -> int:
     """``python -m endolib compare OTHER_RESULTS --label "ATEN_CPU_CAPABILITY=default"``: verdicts and estimates of
     another run of the study against ``results/<profile>/``; writes ``other_numerics.csv`` / ``.json`` there."""

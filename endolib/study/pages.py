@@ -22,6 +22,7 @@ import pandas as pd
 
 from endolib.config import paths, repo_root
 from endolib.evaluation.claims import deployable_accuracy, summarise_claims
+from endolib.study.compare import stale_claims
 
 __all__ = ["PAGES", "BLOCKS", "render_block", "replace_block", "page_blocks", "write_pages", "stale_pages"]
 
@@ -195,6 +196,12 @@ def numerics_line(res: Path, profile: str) -> str:
     s = _read_json(res / "other_numerics.json")
     if not s:
         return (f"No `other_numerics.json` yet: rerun the study under other numerics and compare it "
+                f"(`python -m endolib compare OTHER/results/{profile} --label ...`, docs/reproducibility.md).")
+    stale = stale_claims(res)
+    if stale:
+        return (f"Other numerics: the last comparison ({s['other']}) was made against an earlier run of this study "
+                f"({len(stale)} of {s['claims']} claims have another estimate or verdict now), so it says nothing "
+                f"about these results: rerun the study under other numerics and compare it "
                 f"(`python -m endolib compare OTHER/results/{profile} --label ...`, docs/reproducibility.md).")
     env = s.get("other_environment", {})
     where = f" on {env['cpu']}" if env.get("cpu") else ""

@@ -70,8 +70,8 @@ def _width_exceptions(prof) -> str:
         >>> _width_exceptions(get_profile("quick"))
         ' (MobileNetV3-L x 1)'
     """
-    other = [f"{DISPLAY_NAMES.get(m, m)} x {prof.for_model(m).width_mult:g}" for m in CLASSIFIERS + SEGMENTERS
-             if prof.for_model(m).width_mult != prof.width_mult]
+    widths = {m: prof.for_model(m).width_mult for m in CLASSIFIERS + SEGMENTERS}
+    other = [f"{DISPLAY_NAMES.get(m, m)} x {w:g}" for m, w in widths.items() if w != prof.width_mult]
     return f" ({', '.join(other)})" if other else ""
 
 

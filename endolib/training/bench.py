@@ -196,8 +196,10 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
                       rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
                       colour_jitter=p.colour_jitter, seed=trainer.seed)
     batches = _batches(len(ds), hp["batch_size"], torch.Generator().manual_seed(0))
-    collated = [(x.contiguous(memory_format=trainer.fmt), y)
-                for x, y in (tuple(torch.stack(t) for t in zip(*(ds[i] for i in b))) for b in batches)]
+    collated = []  # the epoch's batches, stacked once, images in the run's layout
+    for b in batches:
+        x, y = (torch.stack(t) for t in zip(*(ds[i] for i in b)))
+        collated.append((x.contiguous(memory_format=trainer.fmt), y))
 
     def step(x, y):
         _train_step(model, opt, x, y, s.task, p.dice_eps, dev)

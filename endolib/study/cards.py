@@ -75,6 +75,24 @@ def _width_exceptions(prof) -> str:
     return f" ({', '.join(other)})" if other else ""
 
 
+def _jitter_text(prof) -> str:
+    """Every model's colour jitter: the most common value, then the models with another one.
+
+    Example:
+        >>> _jitter_text(get_profile("quick"))
+        'colour jitter +-0.15 (ResNet-18, ResNet-34, MobileNetV3-L, AR2U-Net +-0.3)'
+        >>> _jitter_text(get_profile("paper"))
+        'no colour jitter'
+    """
+    by_value: dict[float, list[str]] = {}
+    for m in CLASSIFIERS + SEGMENTERS:
+        by_value.setdefault(prof.for_model(m).colour_jitter, []).append(DISPLAY_NAMES.get(m, m))
+    common = max(by_value, key=lambda v: len(by_value[v]))
+    other = "; ".join(f"{', '.join(names)} +-{v:g}" for v, names in by_value.items() if v != common)
+    text = f"colour jitter +-{common:g}" if common else "no colour jitter"
+    return text + (f" ({other})" if other else "")
+
+
 def model_card(profile: str = "quick", root: str | Path | None = None, dataset: str | None = None) -> str:
     """The model card (Markdown) for every model, from ``results/<profile>/`` tables.
 
@@ -127,7 +145,8 @@ def model_card(profile: str = "quick", root: str | Path | None = None, dataset: 
         "",
         f"Training (profile `{profile}`, `endolib/config.py`): classifiers at {prof.cls_size} px, U-Nets at"
         f" {prof.seg_size} px, SegFormers at {prof.segformer_size} px (paper: 224 / 256 / 512), channel width x"
-        f" {prof.width_mult:g}{_width_exceptions(prof)}, {prof.cls_epochs} / {prof.seg_epochs} epochs (paper: 50),"
+        f" {prof.width_mult:g}{_width_exceptions(prof)}, {_jitter_text(prof)} (paper: none),"
+        f" {prof.cls_epochs} / {prof.seg_epochs} epochs (paper: 50),"
         " the profile's training"
         f" seeds {', '.join(str(s) for s in prof.training_seeds)} (the checkpoints used:"
         f" `results/{profile}/provenance.json`). Metrics: test set, 95% bootstrap CIs ({n_boot} resamples of"

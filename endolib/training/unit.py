@@ -55,7 +55,7 @@ def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int
         channels_last: run the model and batches in channels-last layout (the profile's ``channels_last``; the
             model is left in that layout).
     """
-    from endolib.device import autocast
+    from endolib.device import autocast, memory_format
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     fmt = memory_format(channels_last)

@@ -104,9 +104,26 @@ def _variant(r) -> str:
     return f"width {_WIDTH_LABEL.get(float(r.width), f'{r.width:g}')} {_PATH_LABEL.get((r.precision, r.backend), r.precision)}"
 
 
+def _no_accuracy(r) -> str:
+    """Why a variant has no accuracy: the training seeds without an accepted student, from ``student_candidates``.
+
+    Example:
+        >>> _no_accuracy(pd.Series({"student_candidates": "3x/1/3x"}))
+        'not measured: no accepted student on 2 of 3 seeds (candidates 3x/1/3x)'
+        >>> _no_accuracy(pd.Series({"student_candidates": float("nan")}))
+        'not measured'
+    """
+    candidates = r.get("student_candidates") if hasattr(r, "get") else getattr(r, "student_candidates", None)
+    if not isinstance(candidates, str) or "x" not in candidates:
+        return "not measured"
+    per_seed = candidates.split("/")
+    return (f"not measured: no accepted student on {sum('x' in c for c in per_seed)} of {len(per_seed)} seeds "
+            f"(candidates {candidates})")
+
+
 def _drop(r) -> str:
     if pd.isna(r.dsc_drop):
-        return "not measured"
+        return _no_accuracy(r)
     return f"{r.dsc_drop:.3f} [{r.dsc_drop_lo:.3f}, {r.dsc_drop_hi:.3f}]" if pd.notna(r.dsc_drop_lo) else \
         f"{r.dsc_drop:.3f}"
 
@@ -126,7 +143,7 @@ def realtime_table(res: Path, profile: str) -> str:
              "DSC drop [95% CI] | seed SD |", "|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
         sd = "" if pd.isna(r.dsc_drop_seed_sd) else f"{r.dsc_drop_seed_sd:.3f}"
-        dsc = "not measured" if pd.isna(r.dsc) else f"{r.dsc:.3f}"
+        dsc = "not measured" if pd.isna(r.dsc) else f"{r.dsc:.3f}"  # _drop says why
         lines.append(f"| {_WIDTH_LABEL.get(float(r.width), f'{r.width:g}')} | "
                      f"{_PATH_LABEL.get((r.precision, r.backend), r.precision + ' ' + r.backend)} | "
                      f"{r.fps:.1f} ({r.fps_min:.1f}-{r.fps_max:.1f}) | {r.latency_p50_ms:.0f} / "

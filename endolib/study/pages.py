@@ -113,7 +113,7 @@ def _no_accuracy(r) -> str:
         >>> _no_accuracy(pd.Series({"student_candidates": float("nan")}))
         'not measured'
     """
-    candidates = r.get("student_candidates") if hasattr(r, "get") else getattr(r, "student_candidates", None)
+    candidates = getattr(r, "student_candidates", None)  # a table row (itertuples) or a Series
     if not isinstance(candidates, str) or "x" not in candidates:
         return "not measured"
     per_seed = candidates.split("/")

@@ -153,3 +153,12 @@ def test_doctest_collector_runs_an_example_in_a_subpackage(package_copy):
                          text=True, env={**os.environ, "PYTHONPATH": str(package_copy)})
     assert out.returncode == 1 and "1 failed, 1 passed" in out.stdout, out.stdout[-2000:]
     assert "_planted_example" in out.stdout
+
+
+def test_unit_fingerprint_hashes_the_profiles_as_values(package_copy):
+    """config.py's source is not hashed (its profiles are, as resolved values): a comment there retrains nothing."""
+    code = "from endolib.training.fingerprint import code_fingerprint; print(code_fingerprint())"
+    before = _in_copy(package_copy, code)
+    config = package_copy / "endolib" / "config.py"
+    config.write_text(config.read_text() + "\n# edited\n")
+    assert _in_copy(package_copy, code) == before

@@ -343,3 +343,29 @@ def test_cuda_training_writes_cpu_checkpoints(tiny_dataset, tmp_path):
     assert all(v.device.type == "cpu" for v in w.values())
     assert json.loads((res.run_dir / "config.json").read_text())["units"]["t0_f0"]["device"].startswith("cuda")
     assert 0.0 <= res.test_summary["dsc"] <= 1.0
+
+
+# ------------------------------------------------------------------------------------------------- fingerprints
+def _fp(arch, profile, **kw):
+    from endolib.training.fingerprint import _fingerprint
+    index = pd.DataFrame({"frame_id": ["a", "b"], "patient_id": ["p1", "p2"], "split": ["train", "val"],
+                          "has_tissue": [True, False]})
+    return _fingerprint(training_settings(arch, profile, model_dir="m", data_dir="d", **kw), index)
+
+
+def test_one_models_setting_retrains_only_that_model():
+    # a unit is keyed by its resolved settings: a per_model entry for AR2U-Net retrains AR2U-Net, not U-Net
+    from endolib.config import get_profile
+    q = get_profile("quick")
+    other = q.replace(per_model={**q.per_model, "ar2unet": {"colour_jitter": 0.05}})
+    assert _fp("unet", q) == _fp("unet", other)
+    assert _fp("ar2unet", q) != _fp("ar2unet", other)
+    # the same resolved value reached through per_task or set directly is the same unit
+    assert _fp("unet", q) == _fp("unet", q.replace(per_task={**q.per_task, "seg": {}}, lr=q.for_model("unet").lr))
+
+
+def test_student_settings_do_not_retrain_teachers():
+    from endolib.config import get_profile
+    q = get_profile("quick")
+    assert _fp("unet", q) == _fp("unet", q.replace(student_epochs=q.student_epochs + 5, kd_alpha=0.3))
+    assert _fp("unet", q) != _fp("unet", q.replace(seg_epochs=q.seg_epochs + 1))

@@ -11,13 +11,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from endolib.config import SEARCH_SPACE
 from endolib.repro import package_modules, source_closure
 from endolib.training.settings import RUN_FILES, TrainSettings
 
 #: Profile fields that never change a result (how many seeds exist, where and with how many threads it runs, and
 #: the acceptance of distilled students: it decides which candidates are trained, not what one learns).
 _NOT_FINGERPRINTED = ("num_threads", "device", "seeds", "bench_warmup", "bench_repeats", "bench_models",
-                      "bench_backends", "n_boot", "student_max_val_drop", "student_candidates")
+                      "bench_backends", "n_boot", "student_max_val_drop", "student_candidates",
+                      # already applied: a unit's profile is resolved for its model (Profile.for_model), so another
+                      # model's entry (or a new one) leaves this model's units as they are
+                      "per_task", "per_model")
+#: Profile fields only a distilled student reads (a teacher or any other model is not retrained when they change).
+_STUDENT_ONLY = ("student_widths", "kd_alpha", "student_epochs")
+#: Modules whose effect on a unit is fingerprinted as values, not as source: the profiles (their resolved fields)
+#: and the search space (below). Hashing config.py's source as well retrained every unit of every model after any
+#: edit of it, a comment or one model's ``per_model`` entry included.
+_HASHED_AS_VALUES = ("endolib.config",)
 
 
 #: Where the training code starts: a unit's fingerprint hashes these modules and every endolib module they import.
@@ -39,6 +49,8 @@ def code_fingerprint(roots: tuple[str, ...] = TRAINING_CODE) -> str:
     modules = package_modules()
     digest = hashlib.sha256()
     for name in source_closure(roots, modules):
+        if name in _HASHED_AS_VALUES:
+            continue
         digest.update(name.encode() + b"\0" + modules[name].read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -46,11 +58,13 @@ def code_fingerprint(roots: tuple[str, ...] = TRAINING_CODE) -> str:
 def _fingerprint(settings: TrainSettings, index: pd.DataFrame) -> str:
     """What must match for a finished unit or a checkpoint to be reused (everything that changes results,
     the training code included: :func:`code_fingerprint`)."""
-    prof = {k: v for k, v in settings.profile.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    skip = _NOT_FINGERPRINTED + (() if settings.teacher is not None else _STUDENT_ONLY)
+    prof = {k: v for k, v in settings.profile.to_dict().items() if k not in skip}
     cols = index[["frame_id", "patient_id", "split", "has_tissue"]].astype(str)
     blob = json.dumps({"arch": settings.arch, "profile": prof, "size": settings.size,
                        "model_kwargs": settings.model_kwargs, "epochs": settings.epochs,
                        "training_seed": settings.training_seed, "code": code_fingerprint(),
+                       "search_space": SEARCH_SPACE,
                        "teacher": _teacher_fingerprint(settings.teacher),
                        "index": hashlib.sha256(cols.to_csv(index=False).encode()).hexdigest(),
                        **({"seed_key": list(settings.seed_key)} if settings.seed_key else {})},

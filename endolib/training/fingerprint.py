@@ -16,14 +16,15 @@ from endolib.repro import package_modules, source_closure
 from endolib.training.settings import RUN_FILES, TrainSettings
 
 #: Profile fields that never change a result (how many seeds exist, where and with how many threads it runs, and
-#: the acceptance of distilled students: it decides which candidates are trained, not what one learns).
+#: which distilled students exist and are accepted: that decides which are trained, not what one learns; a student's
+#: own width is in its ``model_kwargs``).
 _NOT_FINGERPRINTED = ("num_threads", "device", "seeds", "bench_warmup", "bench_repeats", "bench_models",
-                      "bench_backends", "n_boot", "student_max_val_drop", "student_candidates",
+                      "bench_backends", "n_boot", "student_widths", "student_max_val_drop", "student_candidates",
                       # already applied: a unit's profile is resolved for its model (Profile.for_model), so another
                       # model's entry (or a new one) leaves this model's units as they are
                       "per_task", "per_model")
 #: Profile fields only a distilled student reads (a teacher or any other model is not retrained when they change).
-_STUDENT_ONLY = ("student_widths", "kd_alpha", "student_epochs")
+_STUDENT_ONLY = ("kd_alpha", "student_epochs")
 #: Modules whose effect on a unit is fingerprinted as values, not as source: the profiles (their resolved fields)
 #: and the search space (below). Hashing config.py's source as well retrained every unit of every model after any
 #: edit of it, a comment or one model's ``per_model`` entry included.

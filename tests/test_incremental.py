@@ -231,3 +231,20 @@ def test_modules_left_out_of_the_source_hash_are_imported_by_no_notebook():
             pkg, _, leaf = m.rpartition(".")
             assert not re.search(rf"{re.escape(m)}\b|from {re.escape(pkg)} import .*\b{leaf}\b", text), nb.name
         assert "endolib.study.runner" not in text and "endolib.study.incremental" not in text, nb.name
+
+
+def test_the_realtime_table_is_read_only_by_notebooks_that_declare_it():
+    """`bench realtime` writes realtime.csv and fig_realtime_pareto outside the runner. A notebook that reads the
+    table must declare it in READS (or a new bench leaves its outputs stale), and none may save the bench's figure
+    (the runner would find that notebook's recorded output modified after every bench and rerun it for nothing:
+    notebook 05 did both, and retimed Table 5 after each bench)."""
+    from endolib.config import repo_root
+
+    readers = []
+    for nb in sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
+        assert "fig_realtime_pareto" not in code, f"{nb.name} saves the bench's figure"
+        if "REALTIME_FILE" in code or "realtime.csv" in code:
+            readers.append(nb.stem)
+            assert "realtime" in incremental.READS[nb.stem], f"{nb.name} reads realtime.csv without declaring it"
+    assert readers == ["04_evaluation"]

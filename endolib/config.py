@@ -91,6 +91,10 @@ class Profile:
     zoom: float = 0.1  # classifier augmentation: random zoom factor in [1 - zoom, 1 + zoom]
     colour_jitter: float = 0.0  # training augmentation: per-channel gain and brightness in [1 - j, 1 + j]
     #   (paper: 0, it lists rotation, zoom and flips; quick uses it against the phantom's per-patient white balance)
+    weight_average: float = 0.0  # decay of an exponential moving average of the weights and BatchNorm statistics,
+    #   updated after every optimizer step; validation sees it and it is the model kept (0: off, the raw weights;
+    #   paper: off). A window of about 1 / (1 - decay) steps
+    grad_clip_norm: float = 0.0  # largest global L2 norm of the gradient before each step (0: no clipping; paper: off)
     dice_eps: float = 1e-6  # epsilon of the Dice loss (paper Eq. 1)
     eval_batch_size: int = 64  # batch size for validation and test predictions
     # --- evaluation ---
@@ -118,6 +122,10 @@ class Profile:
     #   (paper: off; quick: on, measured 1.2-1.4x faster training steps on CPUs, see the quick profile)
     num_threads: int | None = None  # torch threads (None = the cores this process may use; set explicitly so an
     #   inherited OMP_NUM_THREADS never changes results)
+    train_threads: int | None = None  # torch threads of a training unit and its run's test predictions (None:
+    #   num_threads, on Dask the worker's threads). The count decides how a convolution's gradient is summed, so it
+    #   changes the trained numbers and keys a unit; fixed, serial runs, notebooks, Dask workers of any size and the
+    #   realtime bench's students train the same numbers (paper: None, its runs are on a GPU)
     # --- per task ---
     per_task: dict = field(default_factory=dict)  # settings that differ for classifier ("cls") or segmenter
     #   ("seg") training, e.g. {"cls": {"lr": 2e-3}}; applied before a notebook's overrides (paper: none,
@@ -144,6 +152,14 @@ class Profile:
         if int(self.student_candidates) != self.student_candidates or self.student_candidates < 1:
             raise ValueError(f"profile {self.name!r}: student_candidates must be an integer >= 1, "
                              f"got {self.student_candidates}")
+        if not 0.0 <= float(self.weight_average) < 1.0:
+            raise ValueError(f"profile {self.name!r}: weight_average must be in [0, 1) (0: off), got {self.weight_average}")
+        if float(self.grad_clip_norm) < 0.0:
+            raise ValueError(f"profile {self.name!r}: grad_clip_norm must be >= 0 (0: off), got {self.grad_clip_norm}")
+        for name in ("num_threads", "train_threads"):
+            n = getattr(self, name)
+            if n is not None and (int(n) != n or n < 1):
+                raise ValueError(f"profile {self.name!r}: {name} must be an integer >= 1 or None, got {n}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task", "per_model"}
@@ -196,6 +212,16 @@ class Profile:
         return dataclasses.asdict(self)
 
     @property
+    def unit_threads(self) -> int | None:
+        """The torch threads a training unit runs with: ``train_threads``, else ``num_threads`` (None: all cores).
+
+        Example:
+            >>> get_profile("quick").unit_threads, get_profile("paper", num_threads=2).unit_threads
+            (1, 2)
+        """
+        return self.train_threads or self.num_threads
+
+    @property
     def training_seeds(self) -> tuple[int, ...]:
         """The seeds every model is trained with: ``seed, seed + 1, ..., seed + seeds - 1``.
 
@@ -240,6 +266,9 @@ PROFILES: dict[str, Profile] = {
         student_epochs=30,  # students are 2-8x smaller and cheap per epoch; cosine-annealed like the teachers
         lr=1e-3, batch_size=16, folds=1, search_trials=0,
         expand=1,  # segmentation frames once per epoch (paper: 3-fold expansion): more epochs instead, same cost
+        train_threads=1,  # one thread per training unit, as on the two one-thread Dask workers of `make paper`: a
+        #   serial run, a notebook or the realtime bench's students train the same numbers (U-Net seed 42, 2 epochs:
+        #   validation DSC 0.531 at one thread, 0.586 at two); Table 5 and the benchmarks keep num_threads (all cores)
         channels_last=True,  # NHWC convolutions: training steps 1.2-1.4x faster at quick size (one thread, AMD EPYC
         #   Zen 3, img/s NCHW -> NHWC: U-Net 58 -> 77, ResU-Net 56 -> 77, AU-Net 84 -> 112, R2U-Net 41 -> 48, ResNet-18
         #   248 -> 312, MobileNetV3-L 188 -> 245; SegFormers unchanged); `python -m endolib bench train` prints it

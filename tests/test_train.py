@@ -143,8 +143,10 @@ def test_dice_loss_matches_hand_computation():
 
 
 # ------------------------------------------------------------------------------------------ training runs
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_path):
-    kw = dict(epochs=2, folds=2, search_trials=2, expand=2)
+@pytest.mark.parametrize("extra", [{}, {"weight_average": 0.9, "grad_clip_norm": 0.5}], ids=["plain", "averaged"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_path, extra):
+    # with a weight average its state is in the checkpoint too, so a resumed run keeps the same average
+    kw = dict(epochs=2, folds=2, search_trials=2, expand=2, **extra)
     full = train_model(_settings(tiny_dataset, tmp_path, name="full", **kw), progress=False)
 
     class Interrupt(Exception):
@@ -177,6 +179,24 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tiny_dataset, tmp_
     pa, pb = np.load(full.run_dir / "predictions.npz"), np.load(s.run_dir / "predictions.npz")
     assert np.array_equal(pa["probs"], pb["probs"])
     assert full.test_summary == resumed.test_summary
+
+
+def test_weight_average_and_gradient_clipping(tiny_dataset, tmp_path):
+    def weights(name, **kw):
+        run = train_model(_settings(tiny_dataset, tmp_path, name=name, epochs=2, **kw), progress=False)
+        return load_file(run.run_dir / "model.safetensors")
+
+    plain = weights("plain")
+    # a clipping norm no gradient reaches scales every gradient by exactly 1: the same weights, bit for bit
+    assert all(torch.equal(plain[k], v) for k, v in weights("loose", grad_clip_norm=1e9).items())
+    tight = weights("tight", grad_clip_norm=1e-3)
+    averaged = weights("averaged", weight_average=0.9)
+    assert averaged.keys() == plain.keys()  # the average is saved as the model itself
+    for other in (tight, averaged):
+        assert any(not torch.equal(plain[k], other[k]) for k in plain if plain[k].is_floating_point())
+    for bad in ({"weight_average": 1.0}, {"weight_average": -0.1}, {"grad_clip_norm": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            get_profile("smoke", **bad)
 
 
 def test_channels_last_training_is_deterministic_and_agrees_with_nchw(tiny_dataset, tmp_path):
@@ -369,3 +389,24 @@ def test_student_settings_do_not_retrain_teachers():
     assert _fp("unet", q) == _fp("unet", q.replace(student_epochs=q.student_epochs + 5, kd_alpha=0.3,
                                                    student_widths=(0.5,)))
     assert _fp("unet", q) != _fp("unet", q.replace(seg_epochs=q.seg_epochs + 1))
+
+
+def test_a_unit_trains_with_the_profiles_training_threads(tiny_dataset, tmp_path):
+    # the thread count decides how a convolution's gradient is summed: a unit runs with train_threads whatever
+    # num_threads (the process's, or a Dask worker's) says, and only train_threads keys it
+    seen = []
+
+    def threads(name, **kw):
+        run = train_model(_settings(tiny_dataset, tmp_path, name=name, epochs=1, **kw), progress=False,
+                          on_epoch_end=lambda row: seen.append(torch.get_num_threads()))
+        return load_file(run.run_dir / "model.safetensors")
+
+    one = threads("one", num_threads=1)
+    pinned = threads("pinned", num_threads=2, train_threads=1)
+    assert seen == [1, 1] and all(torch.equal(one[k], pinned[k]) for k in one)
+    q = get_profile("quick")
+    assert q.unit_threads == 1
+    assert _fp("unet", q) == _fp("unet", q.replace(num_threads=2))
+    assert _fp("unet", q) != _fp("unet", q.replace(train_threads=2))
+    with pytest.raises(ValueError, match="train_threads must be an integer >= 1"):
+        get_profile("smoke", train_threads=0)

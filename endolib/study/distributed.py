@@ -330,8 +330,9 @@ def study_runs(profile: str, archs=None, data_dir: str | Path | None = None, see
 
 # ------------------------------------------------------------------------------------------------- tasks
 def _worker_settings(settings):
-    """The settings a worker trains with: one thread per worker when the profile leaves threads unset (the
-    workers share the cores), and on a local multi-GPU cluster the GPU of this worker (worker i: GPU i)."""
+    """The settings a worker trains with: the worker's threads when the profile leaves threads unset (the workers
+    share the cores; a profile's ``train_threads``, e.g. quick's 1, still decides a unit's threads, so a worker of
+    any size trains the same numbers), and on a local multi-GPU cluster the GPU of this worker (worker i: GPU i)."""
     import torch
 
     prof = settings.profile

@@ -177,7 +177,7 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     from endolib.device import resolve_device, set_threads
     from endolib.training.augment import FrameDataset
     from endolib.training.frames import prepare_data
-    from endolib.training.unit import _batches, _evaluate, _UnitTrainer
+    from endolib.training.unit import _batches, _evaluate, _UnitTrainer, _weight_average
 
     s = training_settings(arch, profile, data_dir=data_dir, num_threads=num_threads)
     p = s.profile
@@ -191,6 +191,7 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     torch.manual_seed(trainer.seed)
     model = create_model(arch, **s.model_kwargs).to(dev, memory_format=trainer.fmt)
     trainer.teacher = None
+    trainer.average = _weight_average(model, p.weight_average)  # the loop's own cost includes its update
     opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                       rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,

@@ -29,7 +29,7 @@ NUMERICS_VARIANTS = {
     "aten_scalar": ({"ATEN_CPU_CAPABILITY": "default"}, {}),
     "onednn_bf16": ({"ONEDNN_DEFAULT_FPMATH_MODE": "BF16"}, {}),
     "onednn_sse41": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, {}),
-    "two_threads": ({}, {"num_threads": 2}),
+    "two_threads": ({}, {"num_threads": 2, "train_threads": 2}),
 }
 
 

@@ -455,7 +455,7 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
                                 f"(delete {weights_path.parent} and train again)")
     from endolib.device import autocast_dtype, resolve_device, set_threads
 
-    set_threads(p.num_threads)
+    set_threads(p.unit_threads)  # predictions with the unit's threads
     device = resolve_device(p.device)
     model = create_model(s.arch, **s.model_kwargs)
     load_weights(model, weights_path, strict=True)

@@ -113,7 +113,7 @@ class TrainSettings:
             f"profile:      {p.name}, data seed {p.seed} (split, folds, test set)",
             f"seeds:        training seed(s) {', '.join(map(str, seeds))} (initialisation, batch order, "
             f"augmentation); one run folder each: seed<s>/",
-            f"device:       {p.device}, mixed precision {p.amp}, threads {p.num_threads or 'all cores'}",
+            f"device:       {p.device}, mixed precision {p.amp}, threads {p.unit_threads or 'all cores'}",
             f"data:         {data}",
             f"validation:   {val}",
             f"training:     {loss}, Adam, {_schedule_text(p)}, up to {self.epochs} epochs, "

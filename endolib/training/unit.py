@@ -99,6 +99,23 @@ def _evaluate(model, frames: FrameSet, task: str, p: Profile, device=None, amp_d
     loss = float(dice_loss(pt, yt, p.dice_eps))
     return loss, float(_seg_dsc(probs, frames.masks, p.threshold).mean())
 
+def _weight_average(model: torch.nn.Module, decay: float):
+    """An exponential moving average of ``model``'s weights and buffers (``torch.optim.swa_utils``), or None when
+    ``decay`` is 0. Its first update copies the model; each later one moves it ``1 - decay`` of the way.
+
+    Example:
+        >>> m = torch.nn.Linear(2, 1); avg = _weight_average(m, 0.5); avg.update_parameters(m)
+        >>> _ = torch.nn.init.zeros_(m.weight); avg.update_parameters(m)
+        >>> bool(torch.all(avg.module.weight != 0)), _weight_average(m, 0.0) is None
+        (True, True)
+    """
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+
+
 # ----------------------------------------------------------------------------------------------- checkpoints
 def _rng_state() -> dict:
     np_state = np.random.get_state()
@@ -294,7 +311,7 @@ def train_unit(settings: TrainSettings, trial: int, fold: int, epochs: int | Non
     done = load_unit(s, trial, fold, fp)
     if done is not None:
         return done
-    set_threads(p.num_threads)
+    set_threads(p.unit_threads)
     seed_everything(p.seed)  # deterministic algorithms; the unit's own seed follows
     device = resolve_device(p.device)
     trainer = _UnitTrainer(s, trial, fold, hp, device, autocast_dtype(p.amp, device), progress, on_epoch_end)
@@ -314,6 +331,7 @@ class _UnitTrainer:
         self.ckpt = self.dir / "resume.pt"
         self.seed = _unit_seed(settings.training_seed, settings.arch, trial, fold, settings.seed_key)
         self.fmt = memory_format(self.p.channels_last)  # models and image batches in this layout
+        self.average = None  # the weight average (Profile.weight_average), made with the model in fit()
 
     def _load(self, fingerprint: str) -> dict | None:
         if not self.ckpt.exists():
@@ -337,6 +355,8 @@ class _UnitTrainer:
         s, p, trial, fold = self.s, self.p, self.trial, self.fold
         torch.manual_seed(self.seed)
         model = create_model(s.arch, **s.model_kwargs).to(self.device, memory_format=self.fmt)
+        self.average = avg = _weight_average(model, p.weight_average)  # what validation sees and what is kept
+        kept = avg.module if avg is not None else model
         opt = torch.optim.Adam(model.parameters(), lr=self.hp["lr"], weight_decay=self.hp["weight_decay"])
         ds = FrameDataset(train, s.task, augment=True, expand=p.expand if s.task == "seg" else 1,
                           rotation_deg=p.rotation_deg, zoom=p.zoom if s.task == "cls" else 0.0,
@@ -355,6 +375,8 @@ class _UnitTrainer:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
+            if avg is not None:
+                avg.load_state_dict(state["average"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             stop, best, start, history = dict(state["stop"]), state["best"], state["epoch"] + 1, state["history"]
@@ -372,7 +394,7 @@ class _UnitTrainer:
             t0 = time.perf_counter()
             train_loss = self._train_epoch(model, opt, scaler, ds, epoch, history, sched if self.per_batch else None)
             val_loss, val_metric = ((math.nan, math.nan) if val is None else
-                                    _evaluate(model, val, s.task, p, self.device, self.amp_dtype))
+                                    _evaluate(kept, val, s.task, p, self.device, self.amp_dtype))
             if val is not None and not math.isfinite(val_loss):
                 self._nan_error(epoch, "validation", history)
             monitor = val_loss if val is not None else train_loss
@@ -383,7 +405,7 @@ class _UnitTrainer:
                 best, stop["best_epoch"] = None, epoch
             elif monitor < stop["best_loss"]:
                 stop.update(best_loss=monitor, best_epoch=epoch, best_metric=val_metric, bad=0)
-                best = _cpu(model.state_dict())
+                best = _cpu(kept.state_dict())
             else:
                 stop["bad"] += 1
                 stop["stopped"] = stop["bad"] >= p.patience
@@ -393,6 +415,7 @@ class _UnitTrainer:
             _save_checkpoint({"fingerprint": fingerprint, "epoch": epoch, "model": _cpu(model.state_dict()),
                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                               "scaler": scaler.state_dict() if scaler is not None else None,
+                              "average": _cpu(avg.state_dict()) if avg is not None else None,
                               "stop": dict(stop), "best": best, "history": history, "rng": _rng_state()},
                              self.ckpt)
             bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}", metric=f"{val_metric:.3f}")
@@ -401,7 +424,7 @@ class _UnitTrainer:
         bar.close()
         keep = self.p.folds == 1 or fold == FINAL_FOLD
         if keep:
-            _save_weights(best if val is not None else model.state_dict(), self.dir / "weights.safetensors")
+            _save_weights(best if val is not None else kept.state_dict(), self.dir / "weights.safetensors")
         record = {"arch": s.arch, "training_seed": s.training_seed, "trial": trial, "fold": fold,
                   "epochs": epochs, "hyperparameters": dict(self.hp), "unit_seed": self.seed,
                   "best_epoch": stop["best_epoch"],
@@ -442,11 +465,18 @@ class _UnitTrainer:
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if self.p.grad_clip_norm:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.p.grad_clip_norm)
                 scaler.step(opt)
                 scaler.update()
             else:
                 loss.backward()
+                if self.p.grad_clip_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.p.grad_clip_norm)
                 opt.step()
+            if self.average is not None:
+                self.average.update_parameters(model)
             if sched is not None:
                 sched.step()
             total += float(loss.detach()) * len(x)

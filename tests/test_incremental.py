@@ -192,6 +192,22 @@ def test_provenance_attributes_each_output_to_its_notebook(study):
     assert provenance_of("results/smoke/table3_classifiers.csv", "smoke", root)["current"] is False
 
 
+def test_a_rerun_job_is_credited_only_with_what_it_wrote_this_time(tmp_path, monkeypatch):
+    from endolib.study.provenance import update_provenance
+
+    monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
+    a, b, c = tmp_path / "results/x/a.csv", tmp_path / "figures/b.png", tmp_path / "results/x/c.csv"
+    for f in (a, b, c):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("1")
+    prov = tmp_path / "results/x/provenance.json"
+    update_provenance(prov, {"job": "05.ipynb"}, [a, b])
+    update_provenance(prov, {"job": "04.ipynb"}, [c])
+    data = update_provenance(prov, {"job": "05.ipynb"}, [a])  # the rerun no longer writes b
+    assert data["outputs"].keys() == {"results/x/a.csv", "results/x/c.csv"}
+    assert data["outputs"]["results/x/c.csv"]["job"] == "04.ipynb"
+
+
 def test_notebook_hash_ignores_outputs_not_code(tmp_path):
     f = tmp_path / "n.ipynb"
     _write_nb(f, "x = 1")

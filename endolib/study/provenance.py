@@ -201,12 +201,15 @@ def load_provenance(path: str | Path) -> dict:
 def update_provenance(path: str | Path, record: dict, outputs: list[str | Path]) -> dict:
     """Add (or replace) one job's record and the files it wrote; other jobs' entries are kept.
 
-    A file written by this job is attributed to it even if another job wrote it before. Entries of files that no
-    longer exist are dropped. The file is replaced atomically.
+    A file written by this job is attributed to it even if another job wrote it before. A file the job wrote in an
+    earlier run but not in this one is no longer attributed to it (it now comes from somewhere else, e.g. the
+    realtime bench's figure that notebook 05 used to save). Entries of files that no longer exist are dropped. The
+    file is replaced atomically.
     """
     path = Path(path)
     data = load_provenance(path)
     data["jobs"][record["job"]] = record
+    data["outputs"] = {k: v for k, v in data["outputs"].items() if v.get("job") != record["job"]}
     for f in outputs:
         data["outputs"][_rel(f)] = {"job": record["job"], "sha256": sha256_file(f)}
     root = repo_root()

@@ -208,6 +208,30 @@ def test_a_rerun_job_is_credited_only_with_what_it_wrote_this_time(tmp_path, mon
     assert data["outputs"]["results/x/c.csv"]["job"] == "04.ipynb"
 
 
+def test_outputs_do_not_make_the_source_dirty(tmp_path):
+    import subprocess
+
+    from endolib.study.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)
+
+    files = ("results/quick/a.csv", "figures/b.png", "study/03.ipynb", "endolib/x.py")
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    for name in files[:3]:  # what a study run rewrites: its tables, figures and published notebooks
+        (tmp_path / name).write_text("2")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "endolib/x.py").write_text("2")
+    state = git_state(tmp_path)
+    assert state["git_dirty"] is True and state["git_dirty_files"] == ["endolib/x.py"]
+
+
 def test_notebook_hash_ignores_outputs_not_code(tmp_path):
     f = tmp_path / "n.ipynb"
     _write_nb(f, "x = 1")

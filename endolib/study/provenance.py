@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from endolib.config import MODELS, paths, repo_root
+from endolib.study.strip import PUBLISHED_DIR
 
 __all__ = ["sha256_file", "tree_fingerprint", "dataset_fingerprint", "runs_used", "git_state", "snapshot",
            "changed_files", "job_record", "update_provenance", "load_provenance", "provenance_of"]
@@ -118,7 +119,8 @@ def runs_used(profile: str, models=MODELS, root: str | Path | None = None, datas
 
 
 def git_state(root: str | Path | None = None) -> dict:
-    """The commit and whether the source is dirty (results/, figures/ and runs are outputs, not source)."""
+    """The commit and whether the source is dirty (results/, figures/, the published notebooks in study/ and runs
+    are outputs, not source)."""
     root = Path(root) if root else repo_root()
 
     def git(*args):
@@ -128,7 +130,8 @@ def git_state(root: str | Path | None = None) -> dict:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"git_commit": None, "git_dirty": None, "git_dirty_files": []}
-        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures",
+                     f":!{PUBLISHED_DIR}")
         dirty = [line[3:] for line in status.stdout.splitlines() if line.strip()]
         return {"git_commit": head.stdout.strip(), "git_dirty": bool(dirty), "git_dirty_files": dirty[:20]}
     except (OSError, subprocess.SubprocessError):

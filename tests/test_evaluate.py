@@ -472,6 +472,37 @@ def test_live_stream_claim_needs_a_fast_variant_shown_to_keep_its_accuracy(tmp_p
     assert f"fastest of all {len(fps)} variants: {max(fps):.1f} FPS" in row["notes"]
 
 
+@pytest.mark.parametrize("n_accepted, verdict", [
+    ([3, 3, 3], "reproduced"),  # every seed's student accepted: 29 FPS keeps the accuracy and keeps up
+    ([3, 2, 3], "inconclusive"),  # 29 FPS is as accurate but not deployable (a seed's students all missed the bound)
+    ([3, 2, 0], "inconclusive"),  # ... nor does the 29.9 FPS variant, which is shown to lose it, decide anything
+])
+def test_live_stream_claim_deploys_only_variants_whose_students_were_accepted(tmp_path, n_accepted, verdict):
+    from endolib.evaluation.claims import CLAIMS, _timing_row
+
+    res = tmp_path / "results" / "smoke"
+    res.mkdir(parents=True)
+    pd.DataFrame({"width": [1.0, 0.25, 0.125], "fps": [20.0, 29.0, 29.9], "dsc_drop_lo": [0.0, -0.01, 0.1],
+                  "dsc_drop_hi": [0.0, 0.015, 0.2], "n_seeds": 3, "n_accepted": n_accepted}).to_csv(
+        res / "realtime.csv", index=False)
+    row = _timing_row(get_profile("smoke"), tmp_path, next(c for c in CLAIMS if c.models == ("realtime.csv",)))
+    assert row["verdict"] == verdict
+
+
+def test_a_variant_without_accepted_students_can_be_shown_too_slow_or_too_inaccurate(tmp_path):
+    """Students that all missed the validation bound, measured with the candidate best on validation: a fast
+    variant that loses the accuracy no longer leaves the live-stream claim open."""
+    from endolib.evaluation.claims import CLAIMS, _timing_row
+
+    res = tmp_path / "results" / "smoke"
+    res.mkdir(parents=True)
+    pd.DataFrame({"width": [1.0, 0.25, 0.125], "fps": [20.0, 24.0, 29.9], "dsc_drop_lo": [0.0, 0.05, 0.1],
+                  "dsc_drop_hi": [0.0, 0.2, 0.3], "n_seeds": 3, "n_accepted": [3, 1, 0]}).to_csv(
+        res / "realtime.csv", index=False)
+    row = _timing_row(get_profile("smoke"), tmp_path, next(c for c in CLAIMS if c.models == ("realtime.csv",)))
+    assert row["verdict"] == "contradicted"
+
+
 def test_speed_claims_with_untimed_models(tmp_path):
     """The smoke profile times only some models: untimed rows (NaN latency and backend) must not break the claim
     (it did: sorting a NaN backend among strings) and the notes say how many were timed."""

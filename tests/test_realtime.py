@@ -448,7 +448,7 @@ def test_render_group_draws_the_pareto_figure_from_realtime_csv(tmp_path, monkey
     rows = [{"classifier": "resnet18", "segmenter": "unet", "width": w, "precision": q, "backend": b,
              "dsc": d, "dsc_drop": 0.0, "dsc_drop_lo": 0.0, "dsc_drop_hi": 0.0, "gate_auroc": 0.9, "fps": f,
              "latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "speedup_vs_eager": 1.0, "machine": "CPU (avx2)",
-             "n_seeds": 3, "dsc_drop_seed_sd": 0.0, "fps_min": f, "fps_max": f,
+             "n_seeds": 3, "n_accepted": 3, "dsc_drop_seed_sd": 0.0, "fps_min": f, "fps_max": f,
              "student_candidates": "" if w == 1.0 else "1/1/2"}
             for w, q, b, d, f in ((1.0, "fp32", "torch", 0.8, 3.0), (1.0, "int8", "onnxruntime", 0.79, 6.0),
                                   (0.25, "fp32", "onnxruntime", np.nan, 30.0))]
@@ -519,9 +519,9 @@ def test_bench_realtime_without_trained_runs_measures_speed_only(tmp_path, tiny_
 def test_realtime_csv_from_an_older_endolib_is_refused_with_the_fix(tmp_path):
     f = tmp_path / "results" / "quick" / REALTIME_FILE
     f.parent.mkdir(parents=True)
-    pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS[:-5]}]).to_csv(f, index=False)  # before n_seeds
-    with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, dsc_drop_seed_sd, fps_min, "
-                                         r"fps_max, student_candidates; rerun "
+    pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS[:-6]}]).to_csv(f, index=False)  # before n_seeds
+    with pytest.raises(ValueError, match=r"realtime.csv: missing column\(s\) n_seeds, n_accepted, dsc_drop_seed_sd, "
+                                         r"fps_min, fps_max, student_candidates; rerun "
                                          r"`python -m endolib bench realtime --profile quick`"):
         read_realtime(f)
     pd.DataFrame([{c: 1.0 for c in REALTIME_COLUMNS}]).to_csv(f, index=False)

@@ -43,7 +43,7 @@ from endolib.evaluation.predictions import run_command
 from endolib.models.factory import paper_input_size
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
-           "deployable_run", "student_run", "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds",
+           "deployable_run", "student_run", "measured_student", "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds",
            "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto", "pareto_figure",
            "read_realtime", "bench_main"]
 
@@ -51,12 +51,14 @@ __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_
 REALTIME_FILE = "realtime.csv"
 REALTIME_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "dsc", "dsc_drop", "dsc_drop_lo",
                     "dsc_drop_hi", "gate_auroc", "fps", "latency_p50_ms", "latency_p95_ms", "speedup_vs_eager",
-                    "machine", "n_seeds", "dsc_drop_seed_sd", "fps_min", "fps_max", "student_candidates")
+                    "machine", "n_seeds", "n_accepted", "dsc_drop_seed_sd", "fps_min", "fps_max",
+                    "student_candidates")
 #: the long table beside it: one row per variant and training seed (the values the seed level combines; a seed
-#: whose student was not accepted has its row with NaN accuracy)
+#: whose students all missed the validation bound is measured with the candidate best on validation,
+#: ``student_used``, and has an empty ``student_accepted``)
 REALTIME_SEED_FILE = "realtime_by_seed.csv"
 REALTIME_SEED_COLUMNS = ("classifier", "segmenter", "width", "precision", "backend", "seed", "dsc", "dsc_drop",
-                         "dsc_segmenter", "gate_auroc", "student_candidates", "student_accepted")
+                         "dsc_segmenter", "gate_auroc", "student_candidates", "student_accepted", "student_used")
 
 
 #: segmenter widths of the deployable variants, relative to the paper model (1.0 = paper width); 1/8 is the
@@ -144,6 +146,45 @@ def student_run(width: float, segmenter: str = "unet", profile: str | Profile = 
     from endolib.training.students import accepted_student
 
     return accepted_student(width, profile, segmenter, seed, root, dataset)
+
+
+def measured_student(width: float, segmenter: str = "unet", profile: str | Profile = "smoke", root=None,
+                     seed: int | None = None, dataset: str | None = None) -> tuple[Path, int, bool] | None:
+    """The distilled student whose test accuracy stands for ``width`` and training seed ``seed``: the accepted one
+    (:func:`student_run`), else the candidate with the best validation DSC (chosen on validation frames like the
+    accepted one, never on the test set), so that a width whose students all miss the bound is still measured.
+    Returns ``(run folder, candidate, accepted)``; None when its students were never checked or the chosen
+    candidate's run changed since (another ``config.json`` fingerprint: check them again).
+
+    A variant measured with a student that was not accepted can be shown to *lose* the paper model's accuracy,
+    never to keep it (``realtime.csv`` ``n_accepted``; :func:`endolib.evaluation.claims.deployable_accuracy`).
+
+    Example:
+        >>> measured_student(0.5, profile="quick", root="/nonexistent") is None
+        True
+    """
+    import json
+
+    from endolib.training.students import read_acceptance
+
+    p = get_profile(profile)
+    seed = p.training_seeds[0] if seed is None else int(seed)
+    accepted = student_run(width, segmenter, p, root, seed, dataset)
+    check = read_acceptance(width, p, segmenter, seed, root, dataset)
+    if accepted is not None:
+        return accepted, int(check.accepted), True
+    if check is None or check.accepted is not None:  # never checked, or the accepted run changed since
+        return None
+    vals = [c.get("val_dsc") for c in check.candidates]
+    vals = [float("-inf") if v is None or not np.isfinite(v) else float(v) for v in vals]
+    if not vals:
+        return None
+    best = int(np.argmax(vals))
+    run = paths(p, root, dataset).run(check.candidates[best]["model"], seed)
+    cfg = run / "config.json"
+    if not cfg.is_file() or json.loads(cfg.read_text()).get("fingerprint") != check.candidates[best]["fingerprint"]:
+        return None
+    return run, best, False
 
 
 # ----------------------------------------------------------------------------------------------- latency
@@ -339,9 +380,10 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     means over the ``n_seeds`` seeds, the DSC drop against the fp32 pipeline of the same seed has a two-level CI
     (training seeds x patient clusters, :func:`dsc_drop_ci`) and ``dsc_drop_seed_sd`` its spread over seeds (per
     seed: :data:`REALTIME_SEED_FILE`; ``dsc_segmenter`` there is the segmenter alone, without the gate). Widths
-    below 1.0 use the distilled student of each seed (:func:`student_run`), trained first (or loaded when finished
-    with the same settings and teacher) when ``train_students``; without one for every seed their accuracy is NaN
-    (said).
+    below 1.0 use the distilled student of each seed, trained first (or loaded when finished with the same settings
+    and teacher) when ``train_students``: the accepted one (:func:`student_run`), else the candidate best on
+    validation (:func:`measured_student`; ``n_accepted`` counts the seeds with an accepted one, said); a seed
+    without checked students leaves the width's accuracy NaN (said).
     ``classifier_width`` scales the gate for speed (1.0 = paper; tests use less); ``routes`` restricts the
     (precision, backend) paths (default :data:`PATHS`, each where the CPU supports it). ``data_dir`` another
     prepared dataset than the phantom: its own study's runs and results (:func:`endolib.config.study_paths`,
@@ -371,13 +413,19 @@ def bench_realtime(profile: str | Profile = "smoke", widths: Sequence[float] = W
     table, by_seed = _realtime_tables(variants, speed, acc, classifier, segmenter, features, plan, p)
     if say is not None and acc["refs"]:
         missing = sorted({r.width for r in table.itertuples() if np.isnan(r.dsc)})
+        unaccepted = sorted({r.width for r in table.itertuples() if r.n_seeds and r.n_accepted < r.n_seeds})
         for (w, k), check in sorted(acc["students"].items()):
-            if w in missing and check is not None and check.accepted is None:
-                say(f"no usable student: {check.describe()}")
+            if w in missing + unaccepted and check is not None and check.accepted is None:
+                used = acc["measured"].get((w, k))
+                say(f"no accepted student: {check.describe()}"
+                    + (f"; measured with candidate {used[1]} (best on validation)" if used else ""))
+        if unaccepted:
+            say(f"width(s) {unaccepted}: not every training seed has an accepted student; the seeds without one are "
+                f"measured with their candidate best on validation, so these variants can be shown to lose the "
+                f"paper model's accuracy but not to keep it (n_accepted < n_seeds)")
         if missing:
-            say(f"accuracy not measured (NaN) for width(s) {missing}: no accepted distilled student for every "
-                f"training seed {sorted(acc['refs'])} "
-                f"({_shown(study.runs)}/{segmenter}_w<width>/seed<k>/acceptance.json); "
+            say(f"accuracy not measured (NaN) for width(s) {missing}: a training seed of {sorted(acc['refs'])} has "
+                f"no checked student ({_shown(study.runs)}/{segmenter}_w<width>/seed<k>/acceptance.json); "
                 f"their speed is measured")
     if save:
         _save_realtime(study.results, table, by_seed, features, plan, sizes, n_frames, speed, acc)
@@ -471,21 +519,22 @@ def ensure_students(p: Profile, seed_runs: dict, widths: Sequence[float], segmen
 def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data_dir: Path, calib: _Calibration,
                      progress: bool = True, dataset: str | None = None) -> dict:
     """Test-set accuracy of every variant for every training seed (:func:`evaluate_variant`): the seed's classifier
-    and segmenter (or its distilled student, :func:`student_run`, in the study of ``dataset``) converted to the
-    variant's precision.
+    and segmenter (or its distilled student, :func:`measured_student`: the accepted one, else the candidate best on
+    validation; in the study of ``dataset``) converted to the variant's precision.
 
     Returns:
         dict with ``refs`` (seed -> the fp32 pipeline's accuracy), ``accs`` (variant -> seed -> accuracy),
         ``used`` (seed -> run folders), ``students`` ((width, seed) -> its
-        :class:`endolib.training.students.StudentCheck`, None when never checked), ``y`` and ``groups`` (test
-        labels and patients; None without runs).
+        :class:`endolib.training.students.StudentCheck`, None when never checked), ``measured`` ((width, seed) ->
+        :func:`measured_student`), ``y`` and ``groups`` (test labels and patients; None without runs).
     """
     from endolib.data.dataset import load_index
     from endolib.training.frames import load_frames
     from endolib.training.load import load_run
     from endolib.training.students import read_acceptance
 
-    out = {"refs": {}, "accs": {v: {} for v in variants}, "used": {}, "students": {}, "y": None, "groups": None}
+    out = {"refs": {}, "accs": {v: {} for v in variants}, "used": {}, "students": {}, "measured": {}, "y": None,
+           "groups": None}
     frames = None
     for k, (cls_dir, seg_dir) in seed_runs.items():
         cls_run, seg_run = load_run(cls_dir), load_run(seg_dir)
@@ -510,14 +559,18 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
                                     p.threshold)
 
         out["refs"][k] = ref = accuracy("fp32", "torch", seg_run.model)
+        students = {}
         for w in sorted({w for w, _, _ in variants if w < 1.0}):
             out["students"][(w, k)] = read_acceptance(w, p, segmenter, k, dataset=dataset)
+            out["measured"][(w, k)] = measured_student(w, segmenter, p, seed=k, dataset=dataset)
+            if out["measured"][(w, k)] is not None:
+                students[w] = load_run(out["measured"][(w, k)][0]).model
         for (w, prec, be) in tqdm(variants, desc=f"accuracy, seed {k}", disable=not progress):
             if w == 1.0:
                 out["accs"][(w, prec, be)][k] = ref if (prec, be) == ("fp32", "torch") else \
                     accuracy(prec, be, seg_run.model)
-            elif (student := student_run(w, segmenter, p, seed=k, dataset=dataset)) is not None:
-                out["accs"][(w, prec, be)][k] = accuracy(prec, be, load_run(student).model)
+            elif w in students:
+                out["accs"][(w, prec, be)][k] = accuracy(prec, be, students[w])
     return out
 
 
@@ -525,13 +578,15 @@ def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmente
                      p: Profile) -> tuple[pd.DataFrame, list[dict]]:
     """``realtime.csv`` (one row per variant) and the rows of ``realtime_by_seed.csv``; ``student_candidates``
     there: :func:`_candidates_column` (realtime.csv), candidates trained (by seed), ``student_accepted`` the accepted
-    candidate (0 = the first; empty when none was accepted and for width 1)."""
+    candidate (0 = the first; empty when none was accepted and for width 1), ``student_used`` the candidate whose
+    accuracy the row holds (:func:`measured_student`); ``n_accepted`` (realtime.csv): how many of the ``n_seeds``
+    seeds measured an accepted student (all of them for width 1)."""
     refs, eager = acc["refs"], speed.get((1.0, "fp32", "torch"))
-    checks = acc.get("students", {})
+    checks, measured = acc.get("students", {}), acc.get("measured", {})
     rows, by_seed = [], []
     for (w, prec, be) in variants:
         s, per_seed = speed[(w, prec, be)], acc["accs"][(w, prec, be)]
-        for k in sorted(refs):  # every seed with a reference; one without an accepted student has NaN accuracy
+        for k in sorted(refs):  # every seed with a reference; one without a checked student has NaN accuracy
             a, check = per_seed.get(k), checks.get((w, k)) if w < 1.0 else None
             if a is None and check is None:
                 continue
@@ -543,7 +598,8 @@ def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmente
                             "gate_auroc": a["gate_auroc"] if a else nan,
                             "student_candidates": check.tried if check is not None else nan,
                             "student_accepted": check.accepted if check is not None and check.accepted is not None
-                            else nan})
+                            else nan,
+                            "student_used": measured[(w, k)][1] if a and measured.get((w, k)) else nan})
         drop = (np.nan,) * 4
         if per_seed and set(per_seed) == set(refs):
             drop = dsc_drop_ci(refs, per_seed, acc["y"], acc["groups"], p.n_boot, p.seed,
@@ -551,12 +607,15 @@ def _realtime_tables(variants, speed: dict, acc: dict, classifier: str, segmente
         elif per_seed:  # a student missing for some seeds: not comparable with the others, said by the caller
             per_seed = {}
         mean = (lambda m: float(np.mean([a[m] for a in per_seed.values()]))) if per_seed else (lambda m: np.nan)
+        n_accepted = len(per_seed) if w >= 1.0 else sum(bool(measured.get((w, k)) and measured[(w, k)][2])
+                                                        for k in per_seed)
         rows.append({"classifier": classifier, "segmenter": segmenter, "width": w, "precision": prec,
                      "backend": be, "dsc": mean("dsc"), "dsc_drop": drop[0], "dsc_drop_lo": drop[1],
                      "dsc_drop_hi": drop[2], "gate_auroc": mean("gate_auroc"), "fps": s["fps"],
                      "latency_p50_ms": s["latency_p50_ms"], "latency_p95_ms": s["latency_p95_ms"],
                      "speedup_vs_eager": s["fps"] / eager["fps"] if eager else np.nan,
                      "machine": machine_label(features, plan, prec), "n_seeds": len(per_seed),
+                     "n_accepted": n_accepted,
                      "dsc_drop_seed_sd": drop[3], "fps_min": s["fps_min"], "fps_max": s["fps_max"],
                      "student_candidates": _candidates_column(w, sorted(refs), checks)})
     return pd.DataFrame(rows, columns=list(REALTIME_COLUMNS)), by_seed
@@ -587,7 +646,8 @@ def _save_realtime(out: Path, table: pd.DataFrame, by_seed: list[dict], features
     from endolib.repro import save_json, write_table
 
     write_table(table, out / REALTIME_FILE)
-    counts = {"student_candidates": "Int64", "student_accepted": "Int64"}  # integers, empty where not a student
+    counts = {"student_candidates": "Int64", "student_accepted": "Int64", "student_used": "Int64"}  # integers, empty
+    #   where not a student
     write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS).astype(counts), out / REALTIME_SEED_FILE)
     save_json({"features": features, "plan": plan, "sizes": list(sizes), "n_frames": n_frames,
                "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},
@@ -632,8 +692,9 @@ def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS,
                          by_seed: pd.DataFrame | None = None):
     """DSC (two-stage, frames with tissue; mean over training seeds) against sustained FPS (median of the timed
     passes, bar from the slowest to the fastest pass), one point per variant; with ``by_seed``
-    (:data:`REALTIME_SEED_FILE`) each seed's DSC as a small faint point beside it. Variants without measured
-    accuracy (no trained student) are drawn on a strip below the axis. Returns the Figure."""
+    (:data:`REALTIME_SEED_FILE`) each seed's DSC as a small faint point beside it. Variants measured with a student
+    that was not accepted on every seed are drawn hollow; variants without measured accuracy (no trained student)
+    hollow on a strip below the axis. Returns the Figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
@@ -650,11 +711,14 @@ def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS,
     if by_seed is not None and len(by_seed):
         floor = min(floor, by_seed["dsc"].min() - 0.05)
     key = ["width", "precision", "backend"]
-    for r in table.itertuples():
+    unaccepted = ((table["n_accepted"] < table["n_seeds"]) if "n_accepted" in table.columns
+                  else pd.Series(False, index=table.index))
+    for r, partial in zip(table.itertuples(), unaccepted):
         y = r.dsc if not np.isnan(r.dsc) else floor
         marker = markers.get((r.precision, r.backend), ("o", ""))[0]
         ax.scatter(r.fps, y, marker=marker, s=40, zorder=3,
-                   facecolors=colour[r.width] if not np.isnan(r.dsc) else "none", edgecolors=colour[r.width])
+                   facecolors=colour[r.width] if not (np.isnan(r.dsc) or partial) else "none",
+                   edgecolors=colour[r.width])
         if {"fps_min", "fps_max"} <= set(table.columns) and np.isfinite([r.fps_min, r.fps_max]).all():
             ax.plot([r.fps_min, r.fps_max], [y, y], color=colour[r.width], lw=0.8, zorder=2)
         if by_seed is not None and not np.isnan(r.dsc):
@@ -670,6 +734,9 @@ def plot_realtime_pareto(table: pd.DataFrame, target_fps: float = TARGET_FPS,
             ax.scatter([], [], color="grey", marker=m, label=label)
     if by_seed is not None and len(by_seed):
         ax.scatter([], [], color="grey", s=12, alpha=0.35, lw=0, label="one training seed")
+    if (unaccepted & table["dsc"].notna()).any():
+        ax.scatter([], [], facecolors="none", edgecolors="grey", label="student not accepted on every seed\n"
+                   "(best on validation measured)")
     if known.shape[0] < len(table):
         ax.axhline(floor, color="lightgrey", lw=0.6)
         ax.scatter([], [], facecolors="none", edgecolors="grey", label="accuracy not measured\n(no trained student)")

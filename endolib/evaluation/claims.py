@@ -311,18 +311,23 @@ def deployable_accuracy(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Which variants of a ``realtime.csv`` table are *shown to keep* the paper model's accuracy (upper end of the
     95% CI of the DSC drop <= :data:`DEPLOY_MAX_DSC_DROP`) and which are *shown to lose* it (lower end above it),
     each decided only with the seed spread in the CI (``n_seeds`` >= :data:`MIN_SEEDS`; a missing column counts
-    as one seed). Variants in neither are undecided (e.g. accuracy not measured).
+    as one seed). Only a deployable variant can keep it: one whose every seed's student passed its validation check
+    (``n_accepted`` = ``n_seeds``; a missing column counts as all); a seed without an accepted student is measured
+    with its candidate best on validation, which can show the variant losing the accuracy. Variants in neither are
+    undecided (e.g. accuracy not measured).
 
     Example:
-        >>> t = pd.DataFrame({"dsc_drop_lo": [0.0, -0.3, 0.1], "dsc_drop_hi": [0.0, 0.5, 0.2], "n_seeds": 3})
+        >>> t = pd.DataFrame({"dsc_drop_lo": [0.0, -0.3, 0.1, 0.0], "dsc_drop_hi": [0.0, 0.5, 0.2, 0.01],
+        ...                   "n_seeds": 3, "n_accepted": [3, 3, 0, 2]})
         >>> [m.tolist() for m in deployable_accuracy(t)]
-        [[True, False, False], [False, False, True]]
+        [[True, False, False, False], [False, False, True, False]]
     """
     def num(c):
         return pd.to_numeric(table[c], errors="coerce") if c in table.columns else pd.Series(np.nan, index=table.index)
 
     decided = num("n_seeds").fillna(1) >= MIN_SEEDS
-    return (decided & (num("dsc_drop_hi") <= DEPLOY_MAX_DSC_DROP),
+    deployable = num("n_accepted").fillna(num("n_seeds")).fillna(1) >= num("n_seeds").fillna(1)
+    return (decided & deployable & (num("dsc_drop_hi") <= DEPLOY_MAX_DSC_DROP),
             decided & (num("dsc_drop_lo") > DEPLOY_MAX_DSC_DROP))
 
 

@@ -105,27 +105,47 @@ def _variant(r) -> str:
 
 
 def _no_accuracy(r) -> str:
-    """Why a variant has no accuracy: the training seeds without an accepted student, from ``student_candidates``.
+    """Why a variant has no accuracy: the training seeds whose students were never checked, from
+    ``student_candidates`` (``0``).
 
     Example:
-        >>> _no_accuracy(pd.Series({"student_candidates": "3x/1/3x"}))
-        'not measured: no accepted student on 2 of 3 seeds (candidates 3x/1/3x)'
+        >>> _no_accuracy(pd.Series({"student_candidates": "0/1/3x"}))
+        'not measured: no student checked on 1 of 3 seeds (candidates 0/1/3x)'
         >>> _no_accuracy(pd.Series({"student_candidates": float("nan")}))
         'not measured'
     """
     candidates = getattr(r, "student_candidates", None)  # a table row (itertuples) or a Series
-    if not isinstance(candidates, str) or "x" not in candidates:
+    per_seed = candidates.split("/") if isinstance(candidates, str) else []
+    if "0" not in per_seed:
         return "not measured"
-    per_seed = candidates.split("/")
-    return (f"not measured: no accepted student on {sum('x' in c for c in per_seed)} of {len(per_seed)} seeds "
+    return (f"not measured: no student checked on {per_seed.count('0')} of {len(per_seed)} seeds "
             f"(candidates {candidates})")
+
+
+def _acceptance(r) -> str:
+    """How many seeds' students passed the validation check, where not all did (a variant that cannot keep the
+    accuracy, only lose it: :func:`endolib.evaluation.claims.deployable_accuracy`).
+
+    Example:
+        >>> _acceptance(pd.Series({"n_seeds": 5, "n_accepted": 1, "student_candidates": "3x/3x/3x/3x/1"}))[:61]
+        '; student accepted on 1 of 5 seeds (candidates 3x/3x/3x/3x/1)'
+        >>> _acceptance(pd.Series({"n_seeds": 5, "n_accepted": 5}))
+        ''
+    """
+    n, ok = getattr(r, "n_seeds", None), getattr(r, "n_accepted", None)
+    if pd.isna(n) or pd.isna(ok) or ok >= n or n == 0:
+        return ""
+    candidates = getattr(r, "student_candidates", None)
+    return (f"; student accepted on {int(ok)} of {int(n)} seeds"
+            + (f" (candidates {candidates})" if isinstance(candidates, str) and candidates else "")
+            + ", the others measured with their candidate best on validation")
 
 
 def _drop(r) -> str:
     if pd.isna(r.dsc_drop):
         return _no_accuracy(r)
-    return f"{r.dsc_drop:.3f} [{r.dsc_drop_lo:.3f}, {r.dsc_drop_hi:.3f}]" if pd.notna(r.dsc_drop_lo) else \
-        f"{r.dsc_drop:.3f}"
+    return (f"{r.dsc_drop:.3f} [{r.dsc_drop_lo:.3f}, {r.dsc_drop_hi:.3f}]" if pd.notna(r.dsc_drop_lo) else
+            f"{r.dsc_drop:.3f}") + _acceptance(r)
 
 
 def realtime_table(res: Path, profile: str) -> str:
@@ -161,11 +181,26 @@ def realtime_seeds(res: Path, profile: str) -> str:
     lines = ["| U-Net width | path | " + " | ".join(f"seed {s}" for s in seeds) + " |",
              "|---|---|" + "---|" * len(seeds)]
     for (w, q, b), g in t.groupby(["width", "precision", "backend"], sort=False):
-        drops = g.set_index("seed")["dsc_drop"]
+        g = g.set_index("seed")
         lines.append(f"| {_WIDTH_LABEL.get(float(w), f'{w:g}')} | {_PATH_LABEL.get((q, b), q)} | " +
-                     " | ".join(("no student" if pd.isna(drops[s]) else f"{drops[s]:.3f}") if s in drops else ""
-                                for s in seeds) + " |")
+                     " | ".join(_seed_drop(g.loc[s]) if s in g.index else "" for s in seeds) + " |")
+    if any("(not accepted)" in line for line in lines):
+        lines += ["", "(not accepted): none of that seed's candidates passed the validation check; the drop is that "
+                      "of its candidate best on validation."]
     return "\n".join(lines)
+
+
+def _seed_drop(r) -> str:
+    """One cell of :func:`realtime_seeds`: the seed's DSC drop, marked when its student was not accepted.
+
+    Example:
+        >>> _seed_drop(pd.Series({"dsc_drop": 0.2, "student_used": 2, "student_accepted": float("nan")}))
+        '0.200 (not accepted)'
+    """
+    if pd.isna(r["dsc_drop"]):
+        return "no student"
+    rejected = pd.notna(r.get("student_used", np.nan)) and pd.isna(r.get("student_accepted", np.nan))
+    return f"{r['dsc_drop']:.3f}" + (" (not accepted)" if rejected else "")
 
 
 def study_times(res: Path, profile: str) -> str:

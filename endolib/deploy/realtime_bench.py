@@ -43,9 +43,9 @@ from endolib.evaluation.predictions import run_command
 from endolib.models.factory import paper_input_size
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
-           "deployable_run", "student_run", "measured_student", "evaluate_variant", "dsc_drop_ci", "combine_passes", "deployable_seeds",
-           "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto", "pareto_figure",
-           "read_realtime", "bench_main"]
+           "deployable_run", "student_run", "measured_student", "evaluate_variant", "dsc_drop_ci", "combine_passes",
+           "deployable_seeds", "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto",
+           "pareto_figure", "read_realtime", "bench_main"]
 
 
 REALTIME_FILE = "realtime.csv"

@@ -200,4 +200,4 @@ def test_bench_realtime_measures_unaccepted_students_but_never_deploys_them(tmp_
     keeps, loses = deployable_accuracy(table.assign(dsc_drop_lo=0.5, dsc_drop_hi=0.6))
     assert loses.all() and not keeps.any()
     assert "(not accepted)" in realtime_seeds(study.results, "smoke")
-    assert "student accepted on 1 of 2 seeds (candidates 1/2x)" in realtime_table(study.results, "smoke")
+    assert "students accepted on 1 of 2 seeds (candidates 1/2x)" in realtime_table(study.results, "smoke")

@@ -127,8 +127,8 @@ def _acceptance(r) -> str:
     accuracy, only lose it: :func:`endolib.evaluation.claims.deployable_accuracy`).
 
     Example:
-        >>> _acceptance(pd.Series({"n_seeds": 5, "n_accepted": 1, "student_candidates": "3x/3x/3x/3x/1"}))[:61]
-        '; student accepted on 1 of 5 seeds (candidates 3x/3x/3x/3x/1)'
+        >>> _acceptance(pd.Series({"n_seeds": 5, "n_accepted": 1, "student_candidates": "3x/3x/3x/3x/1"}))[:62]
+        '; students accepted on 1 of 5 seeds (candidates 3x/3x/3x/3x/1)'
         >>> _acceptance(pd.Series({"n_seeds": 5, "n_accepted": 5}))
         ''
     """
@@ -136,9 +136,9 @@ def _acceptance(r) -> str:
     if pd.isna(n) or pd.isna(ok) or ok >= n or n == 0:
         return ""
     candidates = getattr(r, "student_candidates", None)
-    return (f"; student accepted on {int(ok)} of {int(n)} seeds"
+    return (f"; students accepted on {int(ok)} of {int(n)} seeds"
             + (f" (candidates {candidates})" if isinstance(candidates, str) and candidates else "")
-            + ", the others measured with their candidate best on validation")
+            + "; a seed without one is measured with its candidate best on validation")
 
 
 def _drop(r) -> str:

@@ -217,14 +217,14 @@ def test_outputs_do_not_make_the_source_dirty(tmp_path):
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
                        capture_output=True)
 
-    files = ("results/quick/a.csv", "figures/b.png", "study/03.ipynb", "endolib/x.py")
+    files = ("results/quick/a.csv", "figures/b.png", "study/03.ipynb", "README.md", "docs/realtime.md", "endolib/x.py")
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("1")
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "init")
-    for name in files[:3]:  # what a study run rewrites: its tables, figures and published notebooks
+    for name in files[:-1]:  # what a study run rewrites: tables, figures, published notebooks, rendered pages
         (tmp_path / name).write_text("2")
     assert git_state(tmp_path)["git_dirty"] is False
     (tmp_path / "endolib/x.py").write_text("2")

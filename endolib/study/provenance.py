@@ -119,8 +119,9 @@ def runs_used(profile: str, models=MODELS, root: str | Path | None = None, datas
 
 
 def git_state(root: str | Path | None = None) -> dict:
-    """The commit and whether the source is dirty (results/, figures/, the published notebooks in study/ and runs
-    are outputs, not source)."""
+    """The commit and whether the source is dirty: results/, figures/, the published notebooks in study/ and runs
+    are outputs, and Markdown (README, docs/) is prose that no result depends on (``cards`` rewrites parts of it
+    after every study run), so none of them counts."""
     root = Path(root) if root else repo_root()
 
     def git(*args):
@@ -131,7 +132,7 @@ def git_state(root: str | Path | None = None) -> dict:
         if head.returncode != 0:
             return {"git_commit": None, "git_dirty": None, "git_dirty_files": []}
         status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!figures",
-                     f":!{PUBLISHED_DIR}")
+                     f":!{PUBLISHED_DIR}", ":!*.md")
         dirty = [line[3:] for line in status.stdout.splitlines() if line.strip()]
         return {"git_commit": head.stdout.strip(), "git_dirty": bool(dirty), "git_dirty_files": dirty[:20]}
     except (OSError, subprocess.SubprocessError):

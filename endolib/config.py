@@ -275,13 +275,13 @@ PROFILES: dict[str, Profile] = {
         per_model={"mobilenetv3_large": {"width_mult": 1.0},  # at a quarter width MobileNetV3-L never fits its
                    #   training frames (seed 42: training loss 0.69 -> 0.67, test AUROC 0.45; lr 1e-2: 0.69); at full
                    #   width test AUROC 0.71-0.85 over five seeds, best validation epochs 22-29 of 30, at twice the cost
-                   "ar2unet": {"colour_jitter": 0.3}},
-        #   Segmenter colour jitter chosen per model on validation, from two whole quick studies (AMD EPYC Zen 3, five
-        #   seeds each, everything else equal): mean best validation DSC at +-0.15 / +-0.3: U-Net 0.866 / 0.850,
-        #   ResU-Net 0.911 / 0.882, R2U-Net 0.902 / 0.861, AU-Net 0.853 / 0.840, AResU-Net 0.912 / 0.893, AR2U-Net
-        #   0.720 / 0.786 (seed SD 0.148 / 0.025), SegFormer-B0 0.730 / 0.709, B1 0.742 / 0.709. At +-0.15 AR2U-Net
-        #   collapses in eval mode on 2 of 5 seeds: it leans on BatchNorm's per-batch colour statistics
-        #   (docs/training.md, "Where the quick recipe falls short")
+                   },
+        #   Segmenter colour jitter chosen on validation, from two whole quick studies (AMD EPYC Zen 3, five seeds
+        #   each, everything else equal): mean best validation DSC at +-0.15 / +-0.3: U-Net 0.866 / 0.850, ResU-Net
+        #   0.911 / 0.882, R2U-Net 0.902 / 0.861, AU-Net 0.853 / 0.840, AResU-Net 0.912 / 0.893, SegFormer-B0 0.730 /
+        #   0.709, B1 0.742 / 0.709; AR2U-Net with separate recurrent weights (pilots, five seeds, same settings)
+        #   0.878 / 0.854. So every segmenter trains at +-0.15. (With shared recurrent weights AR2U-Net had needed
+        #   +-0.3: 0.720 / 0.786, collapsing in eval mode on 2 of 5 seeds at +-0.15; docs/training.md.)
         per_task={"cls": {"lr": 2e-3, "batch_size": 32, "colour_jitter": 0.3},
                   # segmenters: a higher peak rate reaches further (measured on U-Net seed 42, 8 cosine epochs:
                   # validation DSC 0.79 vs 0.72, test 0.70 vs 0.64 at 1e-3; AR2U-Net seed 45, 20 epochs: validation

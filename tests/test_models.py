@@ -81,6 +81,9 @@ def test_r2unet_weight_sharing_switch():
     assert shared["params"] < 0.5 * sep["params"]
     assert shared["flops"] == sep["flops"]  # sharing changes parameters, not arithmetic
     assert UNET_VARIANTS["r2unet"]["shared_recurrent_weights"] is False
+    # AR2U-Net uses the same recurrent block, so the same reading (its own Table 5 row fits neither)
+    assert UNET_VARIANTS["ar2unet"]["shared_recurrent_weights"] is False
+    assert model_counts("ar2unet")["params"] / 1e6 == pytest.approx(6.00, abs=0.01)
 
 
 def test_blocks_shapes():

@@ -13,8 +13,9 @@ residual block adds a ResNet projection shortcut (1x1 conv + BN; with the BN ARe
 printed 2.5 in Table 5, without it 2.447 M); recurrent-residual block = 1x1 conv, then two recurrent units
 (t = 2), plus the 1x1 output. R2U-Net's 6.4 M parameters need *separate* weights for each of the t + 1
 applications inside a recurrent unit (``shared_recurrent_weights=False``, its default); with shared weights (the
-reading of the paper's text) the FLOPs are the same and the parameters are 2.4 M. AR2U-Net's 2.7 M is closer to
-shared weights (2.1 M, its default) than to separate ones (6.0 M); see :data:`UNET_VARIANTS`.
+reading of the paper's text) the FLOPs are the same and the parameters are 2.4 M. AR2U-Net uses the same block,
+separate weights too (6.0 M; its printed 2.7 M fits neither reading, shared gives 2.1 M); see
+:data:`UNET_VARIANTS`.
 
 Example:
     >>> import torch

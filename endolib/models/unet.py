@@ -17,10 +17,14 @@ UNET_SIZE_MULTIPLE = 16
 
 
 #: Table 2 of the paper, one plain dict per variant. ``out``/``inter``: per-level widths L1..L4; ``attn``:
-#: attention-gate widths L1..L3 (None = concatenation merge). ``shared_recurrent_weights`` (recurrent variants)
-#: is the reading closest to Table 5: R2U-Net's 6.4 M needs separate weights per recurrent application
-#: (6.35 M; shared gives 2.43 M), while AR2U-Net's 2.7 M is nearer shared weights (2.08 M; separate: 6.00 M).
-#: No wiring consistent with Table 2 reproduces AR2U-Net's parameters and FLOPs together.
+#: attention-gate widths L1..L3 (None = concatenation merge). ``shared_recurrent_weights`` (recurrent variants):
+#: False, separate weights per recurrent application, for both. R2U-Net's 6.4 M in Table 5 needs them (6.35 M;
+#: shared gives 2.43 M), so the authors' recurrent block has them, and AR2U-Net uses the same block (Table 2).
+#: AR2U-Net's own row fits neither reading (2.7 M against 2.08 M shared and 6.00 M separate; 45.7 GFLOPs against
+#: 52.5 for both): no wiring consistent with Table 2 reproduces its parameters and FLOPs together. With shared
+#: weights AR2U-Net's one BatchNorm per recurrent unit sees three input distributions and its eval-mode statistics
+#: fit none of them; it trained far below its siblings and its verdicts changed with the convolution kernels
+#: (docs/training.md, "Where the quick recipe falls short").
 UNET_VARIANTS: dict[str, dict] = {
     "unet": {"conv": "standard", "merge": "concat", "out": (64, 128, 256, 512), "inter": (16, 32, 64, 128),
              "attn": None},
@@ -33,7 +37,7 @@ UNET_VARIANTS: dict[str, dict] = {
     "aresunet": {"conv": "residual", "merge": "attention", "out": (64, 128, 256, 512),
                  "inter": (16, 32, 64, 128), "attn": (16, 32, 64)},
     "ar2unet": {"conv": "recurrent", "merge": "attention", "out": (32, 64, 128, 256), "inter": None,
-                "attn": (8, 16, 32), "shared_recurrent_weights": True},
+                "attn": (8, 16, 32), "shared_recurrent_weights": False},
 }
 
 

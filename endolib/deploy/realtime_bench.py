@@ -646,8 +646,8 @@ def _save_realtime(out: Path, table: pd.DataFrame, by_seed: list[dict], features
     from endolib.repro import save_json, write_table
 
     write_table(table, out / REALTIME_FILE)
-    counts = {"student_candidates": "Int64", "student_accepted": "Int64", "student_used": "Int64"}  # integers, empty
-    #   where not a student
+    # integers, empty where not a student
+    counts = {"student_candidates": "Int64", "student_accepted": "Int64", "student_used": "Int64"}
     write_table(pd.DataFrame(by_seed, columns=REALTIME_SEED_COLUMNS).astype(counts), out / REALTIME_SEED_FILE)
     save_json({"features": features, "plan": plan, "sizes": list(sizes), "n_frames": n_frames,
                "speed": {f"{w:g}/{prec}/{be}": s for (w, prec, be), s in speed.items()},

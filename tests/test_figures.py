@@ -311,7 +311,7 @@ def test_architecture_table_reproduces_paper_table2(tmp_path):
     assert set(t[t.model.isin(["r2unet", "ar2unet"])].conv_block) == {"recurrent residual"}
     layout = table2_layout(t)
     assert layout.loc["AR2U-Net"].tolist() == ["recurrent residual", "attention", "n/a", "32, 64, 128, 256",
-                                               "8, 16, 32", "2.08"]
+                                               "8, 16, 32", "6.00"]
     half = architecture_table(width_mult=0.5, size=64, models=["aunet"])
     assert half.c_out.tolist() == [32, 64, 128, 256] and half.c_attn.tolist()[:3] == [8, 16, 32]
     assert half.resolution.tolist()[-1] == "8x8"

@@ -80,7 +80,7 @@ def _jitter_text(prof) -> str:
 
     Example:
         >>> _jitter_text(get_profile("quick"))
-        'colour jitter +-0.15 (ResNet-18, ResNet-34, MobileNetV3-L, AR2U-Net +-0.3)'
+        'colour jitter +-0.15 (ResNet-18, ResNet-34, MobileNetV3-L +-0.3)'
         >>> _jitter_text(get_profile("paper"))
         'no colour jitter'
     """

@@ -284,8 +284,8 @@ PROFILES: dict[str, Profile] = {
         #   +-0.3: 0.720 / 0.786, collapsing in eval mode on 2 of 5 seeds at +-0.15; docs/training.md.)
         per_task={"cls": {"lr": 2e-3, "batch_size": 32, "colour_jitter": 0.3},
                   # segmenters: a higher peak rate reaches further (measured on U-Net seed 42, 8 cosine epochs:
-                  # validation DSC 0.79 vs 0.72, test 0.70 vs 0.64 at 1e-3; AR2U-Net seed 45, 20 epochs: validation
-                  # 0.72 at 3e-3 vs 0.56 at 1e-3)
+                  # validation DSC 0.79 vs 0.72, test 0.70 vs 0.64 at 1e-3; AR2U-Net, shared recurrent weights, seed 45,
+                  # 20 epochs: validation 0.72 at 3e-3 vs 0.56 at 1e-3)
                   "seg": {"lr": 3e-3}},
         n_boot=2000, bench_warmup=1, bench_repeats=5, bench_backends=("eager", "onnxruntime"),
     ),

@@ -47,6 +47,9 @@ MODELS = CLASSIFIERS + SEGMENTERS
 #: log-uniform in [low, high], batch size uniform over the choices.
 SEARCH_SPACE = {"lr": (1e-4, 3e-3), "weight_decay": (1e-6, 1e-3), "batch_size": (8, 16, 32)}
 
+#: The values of a profile's ``amp`` setting (mixed precision of training; ``endolib.device.autocast_dtype``).
+AMP_SETTINGS = ("auto", "off", "bf16", "fp16", "bf16-amx")
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -116,8 +119,10 @@ class Profile:
     #   meets student_max_val_drop; none met: that seed has no student at that width (paper: 3)
     # --- device and threads ---
     device: str = "auto"  # "auto" (CUDA when available, else CPU, saying so), "cpu", "cuda" or "cuda:N"
-    amp: str = "auto"  # mixed precision: "auto" (bf16 on a GPU that supports it, else fp16 with a grad scaler;
-    #   off on a CPU so CPU numbers match full precision), "off", "bf16" or "fp16" (paper: auto, on a GPU)
+    amp: str = "auto"  # mixed precision of training: "auto" (bf16 on a GPU that supports it, else fp16 with a grad
+    #   scaler; off on a CPU so CPU numbers match full precision), "bf16-amx" (bf16 where it is native: a CPU with AMX,
+    #   a bf16 GPU; else off), "off", "bf16" or "fp16" (paper: auto, on a GPU). Validation and test predictions always
+    #   run in full precision (endolib.device.autocast_dtype)
     channels_last: bool = False  # models and image batches in channels-last (NHWC) layout for training and prediction
     #   (paper: off; quick: on, measured 1.2-1.4x faster training steps on CPUs, see the quick profile)
     num_threads: int | None = None  # torch threads (None = the cores this process may use; set explicitly so an
@@ -160,8 +165,9 @@ class Profile:
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise ValueError(f"profile {self.name!r}: {name} must be an integer >= 1 or None, got {n}")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise ValueError(f"profile {self.name!r}: amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        if self.amp not in AMP_SETTINGS:
+            raise ValueError(f"profile {self.name!r}: amp must be one of {', '.join(map(repr, AMP_SETTINGS))}, "
+                             f"got {self.amp!r}")
         known = {f.name for f in dataclasses.fields(self)} - {"name", "per_task", "per_model"}
         for task, settings in self.per_task.items():
             if task not in ("cls", "seg"):
@@ -272,10 +278,16 @@ PROFILES: dict[str, Profile] = {
         channels_last=True,  # NHWC convolutions: training steps 1.2-1.4x faster at quick size (one thread, AMD EPYC
         #   Zen 3, img/s NCHW -> NHWC: U-Net 58 -> 77, ResU-Net 56 -> 77, AU-Net 84 -> 112, R2U-Net 41 -> 48, ResNet-18
         #   248 -> 312, MobileNetV3-L 188 -> 245; SegFormers unchanged); `python -m endolib bench train` prints it
-        per_model={"mobilenetv3_large": {"width_mult": 1.0},  # at a quarter width MobileNetV3-L never fits its
+        amp="bf16-amx",  # bf16 training where the CPU multiplies bf16 on AMX tiles, full precision elsewhere (Zen 3,
+        #   Zen 4: bf16 without AMX is no faster). One training step at quick size, one thread, Intel Xeon with AMX,
+        #   fp32 -> bf16 ms: U-Net 123 -> 71, ResU-Net 165 -> 91, R2U-Net 187 -> 129, AU-Net 116 -> 75, AResU-Net
+        #   144 -> 102, AR2U-Net 193 -> 140, ResNet-18 69 -> 40, ResNet-34 81 -> 55; slower in bf16, so full precision
+        #   (per_model): MobileNetV3-L 200 -> 329 (depthwise convolutions), SegFormer-B0 51 -> 62, B1 66 -> 76
+        per_model={"mobilenetv3_large": {"width_mult": 1.0,  # at a quarter width MobileNetV3-L never fits its
                    #   training frames (seed 42: training loss 0.69 -> 0.67, test AUROC 0.45; lr 1e-2: 0.69); at full
                    #   width test AUROC 0.71-0.85 over five seeds, best validation epochs 22-29 of 30, at twice the cost
-                   },
+                                         "amp": "off"},
+                   "segformer_b0": {"amp": "off"}, "segformer_b1": {"amp": "off"}},
         #   Segmenter colour jitter chosen on validation, from two whole quick studies (AMD EPYC Zen 3, five seeds
         #   each, everything else equal): mean best validation DSC at +-0.15 / +-0.3: U-Net 0.866 / 0.850, ResU-Net
         #   0.911 / 0.882, R2U-Net 0.902 / 0.861, AU-Net 0.853 / 0.840, AResU-Net 0.912 / 0.893, SegFormer-B0 0.730 /

@@ -2,8 +2,9 @@
 
 ``resolve_device("auto")`` is CUDA when a GPU is visible, else the CPU (it prints one line when it falls
 back); ``resolve_device("cuda")`` without a GPU is an error. :func:`autocast_dtype` picks the mixed-precision
-type of a profile's ``amp`` setting: bf16 on GPUs that support it, else fp16 (with a gradient scaler); never on
-a CPU unless asked, so CPU numbers stay those of full precision.
+type of a profile's ``amp`` setting: ``auto`` is bf16 on GPUs that support it, else fp16 (with a gradient scaler),
+and full precision on a CPU; ``bf16-amx`` is bf16 only where the hardware multiplies bf16 natively (AMX tiles on a
+CPU, a bf16-capable GPU), full precision elsewhere, so a CPU without AMX keeps its full-precision numbers.
 
 Example:
     >>> resolve_device("cpu")
@@ -18,8 +19,13 @@ import os
 
 import torch
 
-__all__ = ["resolve_device", "autocast_dtype", "autocast", "grad_scaler", "set_threads", "default_threads",
+from endolib.config import AMP_SETTINGS
+
+__all__ = ["resolve_device", "AMP_SETTINGS", "cpu_has_amx_bf16", "autocast_dtype", "autocast", "grad_scaler", "set_threads", "default_threads",
            "loader_options", "memory_format"]
+
+#: oneDNN's variables that cap the instruction set it may use (``endolib.repro.NUMERICS_ENV`` records them).
+_ONEDNN_ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 _FELL_BACK = {"said": False}  # print the CPU fallback line once per process
 
@@ -55,23 +61,58 @@ def resolve_device(name: str = "auto", quiet: bool = False) -> torch.device:
     raise ValueError(f"unknown device {name!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
 
 
+def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo", environ=None) -> bool:
+    """Whether oneDNN may multiply bf16 on AMX tiles here: the CPU has ``amx_bf16`` and no ``ONEDNN_MAX_CPU_ISA``
+    (or ``DNNL_MAX_CPU_ISA``) caps it below AMX. Without AMX, bf16 training is no faster on a CPU (measured at quick
+    size on an Intel Xeon with AMX capped to AVX512_CORE_BF16, Zen 4's instruction set: U-Net 0.95x, ResNet-18
+    0.94x of fp32), so ``bf16-amx`` trains such a CPU in full precision.
+
+    Args:
+        cpuinfo: the kernel's CPU description (not Linux, or unreadable: False).
+        environ: the environment to read the caps from (default ``os.environ``).
+
+    Example:
+        >>> cpu_has_amx_bf16(environ={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+        False
+    """
+    environ = os.environ if environ is None else environ
+    if any(v and "AMX" not in v.upper() and v.upper() != "ALL" for v in (environ.get(k) for k in _ONEDNN_ISA_CAPS)):
+        return False
+    try:
+        text = open(cpuinfo).read()
+    except OSError:
+        return False
+    flags = next((line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return "amx_bf16" in flags
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of an ``amp`` setting on ``device`` (None = full precision).
 
-    ``auto``: bf16 on a GPU that supports it, fp16 on older GPUs, off on a CPU. ``bf16``/``fp16``: as asked
-    (bf16 on a CPU needs AVX-512 BF16 or AMX to be fast). ``off``: None.
+    Args:
+        amp: ``auto``: bf16 on a GPU that supports it, fp16 on older GPUs, off on a CPU. ``bf16-amx``: bf16 on a
+            CPU with AMX (:func:`cpu_has_amx_bf16`) and on a bf16-capable GPU, full precision elsewhere.
+            ``bf16``/``fp16``: as asked (bf16 on a CPU is fast only with AMX). ``off``: None.
+        device: where the model runs.
+
+    Example:
+        >>> autocast_dtype("bf16-amx", torch.device("cpu")) in (None, torch.bfloat16)
+        True
     """
+    if amp not in AMP_SETTINGS:
+        raise ValueError(f"amp must be one of {', '.join(repr(a) for a in AMP_SETTINGS)}, got {amp!r}")
     if amp == "off":
         return None
     if amp == "bf16":
         return torch.bfloat16
     if amp == "fp16":
         return torch.float16
-    if amp != "auto":
-        raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {amp!r}")
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else (torch.float16 if amp == "auto" else None)
+    if amp == "bf16-amx" and device.type == "cpu" and cpu_has_amx_bf16():
+        return torch.bfloat16
+    return None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -116,3 +116,37 @@ def test_require_names_file_and_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing.*--only 01"):
         require(tmp_path / "nope", "the prepared dataset", "python -m endolib run --profile smoke --only 01")
     assert require(tmp_path, "x", "y") == tmp_path
+
+
+def test_bf16_amx_is_bf16_only_where_amx_multiplies_it(tmp_path, monkeypatch):
+    import torch
+
+    from endolib import device
+    from endolib.device import autocast_dtype, cpu_has_amx_bf16
+
+    amx, zen4 = tmp_path / "amx", tmp_path / "zen4"
+    amx.write_text("model name\t: Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16 amx_int8\n")
+    zen4.write_text("model name\t: EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_amx_bf16(str(amx), environ={}) and not cpu_has_amx_bf16(str(zen4), environ={})
+    assert not cpu_has_amx_bf16(str(tmp_path / "missing"), environ={})
+    # a run with oneDNN capped below AMX (the other-numerics rerun) trains in full precision
+    assert not cpu_has_amx_bf16(str(amx), environ={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    assert not cpu_has_amx_bf16(str(amx), environ={"DNNL_MAX_CPU_ISA": "AVX2"})
+    assert cpu_has_amx_bf16(str(amx), environ={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"})
+    cpu = torch.device("cpu")
+    for has, want in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(device, "cpu_has_amx_bf16", lambda has=has: has)
+        assert autocast_dtype("bf16-amx", cpu) is want
+        assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="amp must be one of"):
+        autocast_dtype("bf17", cpu)
+    with pytest.raises(ValueError, match="amp must be one of"):
+        get_profile("quick", amp="bf17")
+
+
+def test_quick_trains_in_bf16_only_the_models_it_speeds_up():
+    q = PROFILES["quick"]
+    full = {m for m in MODELS if q.for_model(m).amp == "off"}
+    assert full == {"mobilenetv3_large", "segformer_b0", "segformer_b1"}
+    assert {q.for_model(m).amp for m in set(MODELS) - full} == {"bf16-amx"}
+    assert PROFILES["smoke"].amp == "off"  # the tests compare full-precision numbers

@@ -166,15 +166,15 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
         progress: tqdm bars.
 
     Returns:
-        dict with ``images``, ``batches``, ``loop_img_s``, ``step_img_s``, ``loop_share``, ``val_s`` and
-        ``epoch_s`` (loop + validation).
+        dict with ``amp`` (the mixed precision it trained with), ``images``, ``batches``, ``loop_img_s``,
+        ``step_img_s``, ``loop_share``, ``val_s`` and ``epoch_s`` (loop + validation).
 
     Example:
         >>> r = bench_train("unet", "smoke")                # doctest: +SKIP
         >>> sorted(r)[:3]                                   # doctest: +SKIP
         ['arch', 'batch_size', 'batches']
     """
-    from endolib.device import resolve_device, set_threads
+    from endolib.device import autocast_dtype, resolve_device, set_threads
     from endolib.training.augment import FrameDataset
     from endolib.training.frames import prepare_data
     from endolib.training.unit import _batches, _evaluate, _UnitTrainer, _weight_average
@@ -187,7 +187,8 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     tr, va = data.splits[0]
     train, val = data.part(tr), data.part(va)
     hp = data.trials[0]
-    trainer = _UnitTrainer(s, 0, 0, hp, dev, None, progress, None)
+    amp = autocast_dtype(p.amp, dev)  # the profile's mixed precision, as a unit trains
+    trainer = _UnitTrainer(s, 0, 0, hp, dev, amp, progress, None)
     torch.manual_seed(trainer.seed)
     model = create_model(arch, **s.model_kwargs).to(dev, memory_format=trainer.fmt)
     trainer.teacher = None
@@ -203,7 +204,7 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
         collated.append((x.contiguous(memory_format=trainer.fmt), y))
 
     def step(x, y):
-        _train_step(model, opt, x, y, s.task, p.dice_eps, dev)
+        _train_step(model, opt, x, y, s.task, p.dice_eps, dev, amp)
 
     model.train()
     step(*collated[0])  # warm-up
@@ -222,7 +223,7 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     step_s = (time.perf_counter() - t0) / epochs
     n = len(ds)
     return {"arch": arch, "profile": p.name, "input_size": s.size, "batch_size": hp["batch_size"], "threads": threads,
-            "images": n, "batches": len(batches), "loop_img_s": n / loop_s, "step_img_s": n / step_s,
+            "amp": str(amp).replace("torch.", "") if amp else "off", "images": n, "batches": len(batches), "loop_img_s": n / loop_s, "step_img_s": n / step_s,
             "loop_share": max(0.0, 1.0 - step_s / loop_s), "val_frames": len(val), "val_s": val_s,
             "epoch_s": loop_s + val_s}
 

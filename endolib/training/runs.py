@@ -453,7 +453,7 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: the final model's weights are missing; rerun the unit "
                                 f"(delete {weights_path.parent} and train again)")
-    from endolib.device import autocast_dtype, resolve_device, set_threads
+    from endolib.device import resolve_device, set_threads
 
     set_threads(p.unit_threads)  # predictions with the unit's threads
     device = resolve_device(p.device)
@@ -465,7 +465,9 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
     _save_weights(model.state_dict(), s.run_dir / RUN_FILES["weights"])
 
     test = load_frames(s.data_dir, data.test_rows, s.size, masks=s.task == "seg", progress=progress)
-    probs = predict(model, test, s.task, p.eval_batch_size, device, autocast_dtype(p.amp, device), p.channels_last)
+    # full precision whatever the training's amp: bf16 keeps 8 bits of a probability, so confident pixels would tie
+    # and move AUROC/AUPRC
+    probs = predict(model, test, s.task, p.eval_batch_size, device, None, p.channels_last)
     ids = test.frame_ids
     if s.task == "cls":
         stored = probs.astype(np.float32)

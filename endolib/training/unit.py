@@ -81,12 +81,12 @@ def _seg_dsc(probs: np.ndarray, masks: np.ndarray, threshold: float) -> np.ndarr
 
 
 @torch.no_grad()
-def _evaluate(model, frames: FrameSet, task: str, p: Profile, device=None, amp_dtype=None) -> tuple[float, float]:
+def _evaluate(model, frames: FrameSet, task: str, p: Profile, device=None) -> tuple[float, float]:
     """Validation loss (BCE mean over frames, or Dice loss over all pixels of the set) and metric
-    (AUROC, or mean per-frame DSC)."""
+    (AUROC, or mean per-frame DSC), in full precision whatever the training's ``amp``."""
     from endolib.evaluation.metrics import auroc
 
-    probs = predict(model, frames, task, p.eval_batch_size, device, amp_dtype, p.channels_last)
+    probs = predict(model, frames, task, p.eval_batch_size, device, None, p.channels_last)  # full precision
     if task == "cls":
         y = torch.from_numpy(frames.labels.astype(np.float32))
         pr = torch.from_numpy(probs).double().clamp(1e-7, 1 - 1e-7)
@@ -260,8 +260,13 @@ def load_unit(settings: TrainSettings, trial: int, fold: int, fingerprint: str |
 def unit_fingerprint(settings: TrainSettings, data: TrainingData, trial: int, fold: int,
                      epochs: int | None = None) -> str:
     """What a finished unit must match to be reused: the run's settings and data, the unit and its epochs."""
+    from endolib.device import autocast_dtype, resolve_device
+
     epochs = settings.epochs if epochs is None else epochs
-    return hashlib.sha256(json.dumps([data.fingerprint(settings), trial, fold, int(epochs), data.trials[trial]],
+    p = settings.profile
+    amp = autocast_dtype(p.amp, resolve_device(p.device, quiet=True))  # bf16-amx resolves per machine
+    return hashlib.sha256(json.dumps([data.fingerprint(settings), trial, fold, int(epochs), data.trials[trial]]
+                                     + ([str(amp)] if amp is not None else []),
                                      sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -394,7 +399,7 @@ class _UnitTrainer:
             t0 = time.perf_counter()
             train_loss = self._train_epoch(model, opt, scaler, ds, epoch, history, sched if self.per_batch else None)
             val_loss, val_metric = ((math.nan, math.nan) if val is None else
-                                    _evaluate(kept, val, s.task, p, self.device, self.amp_dtype))
+                                    _evaluate(kept, val, s.task, p, self.device))
             if val is not None and not math.isfinite(val_loss):
                 self._nan_error(epoch, "validation", history)
             monitor = val_loss if val is not None else train_loss

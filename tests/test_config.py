@@ -144,9 +144,8 @@ def test_bf16_amx_is_bf16_only_where_amx_multiplies_it(tmp_path, monkeypatch):
         get_profile("quick", amp="bf17")
 
 
-def test_quick_trains_in_bf16_only_the_models_it_speeds_up():
-    q = PROFILES["quick"]
-    full = {m for m in MODELS if q.for_model(m).amp == "off"}
-    assert full == {"mobilenetv3_large", "segformer_b0", "segformer_b1"}
-    assert {q.for_model(m).amp for m in set(MODELS) - full} == {"bf16-amx"}
-    assert PROFILES["smoke"].amp == "off"  # the tests compare full-precision numbers
+def test_quick_trains_in_full_precision():
+    # bf16 on AMX changed a verdict of the quick study for 49 s of 33 minutes (config.py): every quick model trains
+    # in full precision, on every CPU, and so do the tests
+    assert {PROFILES["quick"].for_model(m).amp for m in MODELS} == {"off"}
+    assert PROFILES["smoke"].amp == "off"

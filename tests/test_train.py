@@ -410,3 +410,23 @@ def test_a_unit_trains_with_the_profiles_training_threads(tiny_dataset, tmp_path
     assert _fp("unet", q) != _fp("unet", q.replace(train_threads=2))
     with pytest.raises(ValueError, match="train_threads must be an integer >= 1"):
         get_profile("smoke", train_threads=0)
+
+
+def test_bf16_amx_trains_bf16_only_with_amx_and_keys_the_unit(tiny_dataset, tmp_path, monkeypatch):
+    # amp="bf16-amx" (the quick profile): bf16 autocast where the CPU has AMX, else exactly full precision; the
+    # dtype a unit trained with keys it, so a machine without AMX never reuses a bf16 unit
+    from endolib import device
+
+    runs = {}
+    for has in (False, True):
+        monkeypatch.setattr(device, "cpu_has_amx_bf16", lambda has=has: has)
+        runs[has] = train_model(_settings(tiny_dataset, tmp_path, name=f"amx_{has}", epochs=1, amp="bf16-amx"),
+                                progress=False)
+    off = train_model(_settings(tiny_dataset, tmp_path, name="off", epochs=1, amp="off"), progress=False)
+    units = {k: json.loads((r.run_dir / "units" / "t0_f0" / "unit.json").read_text()) for k, r in runs.items()}
+    assert units[True]["amp"] == "bfloat16" and units[False]["amp"] == "off"
+    assert units[True]["fingerprint"] != units[False]["fingerprint"]
+    w_off, w_no_amx, w_amx = (load_file(r.run_dir / "model.safetensors") for r in (off, runs[False], runs[True]))
+    assert all(torch.equal(w_off[k], w_no_amx[k]) for k in w_off)
+    assert not all(torch.equal(w_off[k], w_amx[k]) for k in w_off)
+    assert all(v.dtype == torch.float32 for v in w_amx.values() if v.is_floating_point())  # autocast: weights stay fp32

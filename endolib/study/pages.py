@@ -283,10 +283,12 @@ def train_throughput(res: Path, profile: str) -> str:
     lines = [f"Measured on {env.get('cpu', 'an unrecorded CPU')} ({env.get('cpu_capability', '?')} kernels), "
              f"{int(t['threads'].iloc[0])} torch thread(s), profile `{profile}`, one epoch of each model on its "
              f"training frames:", "",
-             "| model | input px | batch | images/epoch | loop img/s | bare step img/s | loop's own share | "
-             "validation s | s/epoch |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.arch} | {r.input_size} | {r.batch_size} | {r.images} | {r.loop_img_s:.1f} | {r.step_img_s:.1f} | "
-              f"{r.loop_share:.0%} | {r.val_s:.2f} | {r.epoch_s:.1f} |" for r in t.itertuples()]
+             "| model | input px | batch | training precision | images/epoch | loop img/s | bare step img/s | "
+             "loop's own share | validation s | s/epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    amp = t["amp"] if "amp" in t else pd.Series("off", index=t.index)  # tables from before bench train recorded it
+    lines += [f"| {r.arch} | {r.input_size} | {r.batch_size} | {'fp32' if a == 'off' else a} | {r.images} | "
+              f"{r.loop_img_s:.1f} | {r.step_img_s:.1f} | {r.loop_share:.0%} | {r.val_s:.2f} | {r.epoch_s:.1f} |"
+              for r, a in zip(t.itertuples(), amp)]
     return "\n".join(lines)
 
 

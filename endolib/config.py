@@ -281,7 +281,7 @@ PROFILES: dict[str, Profile] = {
         amp="off",  # full precision. bf16 on AMX ("bf16-amx") measured on an Intel Xeon with AMX, two whole quick
         #   studies from fresh clones, everything else equal: `make paper` 32.7 min in bf16 (ResNets and U-Nets; their
         #   single training steps 1.4-1.8x faster) against 33.5 in fp32, and one verdict changed (ResNet-18 vs ResNet-34
-        #   AUROC: reproduced in bf16, inconclusive in fp32); 49 s do not pay for a verdict that depends on the precision
+        #   AUROC: reproduced in bf16, inconclusive in fp32); 49 s do not pay for a verdict that depends on precision
         per_model={"mobilenetv3_large": {"width_mult": 1.0},  # at a quarter width MobileNetV3-L never fits its
                    #   training frames (seed 42: training loss 0.69 -> 0.67, test AUROC 0.45; lr 1e-2: 0.69); at full
                    #   width test AUROC 0.71-0.85 over five seeds, best validation epochs 22-29 of 30, at twice the cost

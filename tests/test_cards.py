@@ -66,8 +66,8 @@ def test_train_throughput_table_names_each_models_training_precision(tmp_path):
 
     row = dict(input_size=64, batch_size=16, threads=1, images=203, loop_img_s=100.0, step_img_s=110.0,
                loop_share=0.09, val_s=0.5, epoch_s=2.5)
-    pd.DataFrame([{"arch": "unet", "amp": "bfloat16", **row}, {"arch": "segformer_b0", "amp": "off", **row}]).to_csv(
-        tmp_path / "train_throughput.csv", index=False)
+    rows = [{"arch": "unet", "amp": "bfloat16", **row}, {"arch": "segformer_b0", "amp": "off", **row}]
+    pd.DataFrame(rows).to_csv(tmp_path / "train_throughput.csv", index=False)
     text = train_throughput(tmp_path, "quick")
     assert "| unet | 64 | 16 | bfloat16 | 203 |" in text and "| segformer_b0 | 64 | 16 | fp32 | 203 |" in text
     pd.DataFrame([{"arch": "unet", **row}]).to_csv(tmp_path / "train_throughput.csv", index=False)  # no amp column

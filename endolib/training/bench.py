@@ -223,7 +223,8 @@ def bench_train(arch: str, profile: str | Profile = "quick", data_dir=None, epoc
     step_s = (time.perf_counter() - t0) / epochs
     n = len(ds)
     return {"arch": arch, "profile": p.name, "input_size": s.size, "batch_size": hp["batch_size"], "threads": threads,
-            "amp": str(amp).replace("torch.", "") if amp else "off", "images": n, "batches": len(batches), "loop_img_s": n / loop_s, "step_img_s": n / step_s,
+            "amp": str(amp).replace("torch.", "") if amp else "off", "images": n, "batches": len(batches),
+            "loop_img_s": n / loop_s, "step_img_s": n / step_s,
             "loop_share": max(0.0, 1.0 - step_s / loop_s), "val_frames": len(val), "val_s": val_s,
             "epoch_s": loop_s + val_s}
 

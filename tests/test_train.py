@@ -413,8 +413,9 @@ def test_a_unit_trains_with_the_profiles_training_threads(tiny_dataset, tmp_path
 
 
 def test_bf16_amx_trains_bf16_only_with_amx_and_keys_the_unit(tiny_dataset, tmp_path, monkeypatch):
-    # amp="bf16-amx" (the quick profile): bf16 autocast where the CPU has AMX, else exactly full precision; the
-    # dtype a unit trained with keys it, so a machine without AMX never reuses a bf16 unit
+    # amp="bf16-amx" (opt-in; the quick profile measured it and trains in fp32): bf16 autocast where the CPU has AMX,
+    # else exactly full precision; the dtype a unit trained with keys it, so a machine without AMX never reuses a
+    # bf16 unit
     from endolib import device
 
     runs = {}

@@ -20,9 +20,10 @@ import os
 import torch
 
 from endolib.config import AMP_SETTINGS
+from endolib.repro import cpu_info
 
-__all__ = ["resolve_device", "AMP_SETTINGS", "cpu_has_amx_bf16", "autocast_dtype", "autocast", "grad_scaler", "set_threads", "default_threads",
-           "loader_options", "memory_format"]
+__all__ = ["resolve_device", "AMP_SETTINGS", "cpu_has_amx_bf16", "autocast_dtype", "autocast", "grad_scaler",
+           "set_threads", "default_threads", "loader_options", "memory_format"]
 
 #: oneDNN's variables that cap the instruction set it may use (``endolib.repro.NUMERICS_ENV`` records them).
 _ONEDNN_ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
@@ -78,12 +79,7 @@ def cpu_has_amx_bf16(cpuinfo: str = "/proc/cpuinfo", environ=None) -> bool:
     environ = os.environ if environ is None else environ
     if any(v and "AMX" not in v.upper() and v.upper() != "ALL" for v in (environ.get(k) for k in _ONEDNN_ISA_CAPS)):
         return False
-    try:
-        text = open(cpuinfo).read()
-    except OSError:
-        return False
-    flags = next((line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "amx_bf16" in flags
+    return "amx_bf16" in cpu_info(cpuinfo)["flags"]
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["seed_everything", "environment", "save_json", "load_json", "write_table", "PERTURBED_NUMERICS",
-           "NUMERICS_ENV", "package_modules", "module_imports", "source_closure"]
+__all__ = ["seed_everything", "environment", "cpu_info", "cpu_name", "save_json", "load_json", "write_table",
+           "PERTURBED_NUMERICS", "NUMERICS_ENV", "package_modules", "module_imports", "source_closure"]
 
 
 #: Environment variables that change floating-point numerics; recorded by :func:`environment`.
@@ -77,14 +77,37 @@ def _git_commit(root: Path) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU's model name and instruction-set flags, from the kernel's description of its first processor: the
+    one reader of ``/proc/cpuinfo`` (environment records, ``endolib.device``'s AMX check, the deployment's precision
+    plan).
+
+    Args:
+        cpuinfo: the file to read. Not Linux, or unreadable: the model from :mod:`platform`, no flags.
+
+    Returns:
+        ``{"model": str, "flags": frozenset of str}``.
+
+    Example:
+        >>> sorted(cpu_info())
+        ['flags', 'model']
+    """
+    model, flags = None, None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags" and flags is None:
+                flags = frozenset(value.split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return {"model": model or platform.processor() or platform.machine(), "flags": flags or frozenset()}
+
+
+def cpu_name() -> str:
+    """This machine's CPU model, as every timing table names it (:func:`cpu_info`)."""
+    return cpu_info()["model"]
 
 
 def environment() -> dict:
@@ -100,7 +123,7 @@ def environment() -> dict:
     env = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "packages": versions,
         "git_commit": _git_commit(repo_root()),

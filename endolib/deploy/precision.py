@@ -32,6 +32,7 @@ from torch import nn
 from endolib.config import Profile
 from endolib.deploy.onnx_export import export_onnx
 from endolib.deploy.preprocess import frames_to_input
+from endolib.repro import cpu_info
 
 pass
 
@@ -66,18 +67,9 @@ def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
         >>> sorted(cpu_features())
         ['flags', 'model', 'torch_capability']
     """
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path(cpuinfo).read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+    info = cpu_info(cpuinfo)
     wanted = set(BF16_ISA) | set(VNNI_ISA) | set(INT8_MIN_ISA) | {"avx512f", "amx_tile"}
-    return {"model": model, "flags": sorted(flags & wanted),
+    return {"model": info["model"], "flags": sorted(info["flags"] & wanted),
             "torch_capability": str(torch.backends.cpu.get_cpu_capability())}
 
 

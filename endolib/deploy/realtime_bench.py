@@ -43,9 +43,9 @@ from endolib.evaluation.predictions import run_command
 from endolib.models.factory import paper_input_size
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
-           "deployable_run", "student_run", "measured_student", "evaluate_variant", "dsc_drop_ci", "combine_passes",
-           "deployable_seeds", "bench_realtime", "matmul_peaks", "precision_table", "plot_realtime_pareto",
-           "pareto_figure", "read_realtime", "bench_main"]
+           "deployable_run", "student_run", "measured_student", "measured_candidate", "evaluate_variant", "dsc_drop_ci",
+           "combine_passes", "deployable_seeds", "bench_realtime", "matmul_peaks", "precision_table",
+           "plot_realtime_pareto", "pareto_figure", "read_realtime", "bench_main"]
 
 
 REALTIME_FILE = "realtime.csv"
@@ -163,28 +163,35 @@ def measured_student(width: float, segmenter: str = "unet", profile: str | Profi
         >>> measured_student(0.5, profile="quick", root="/nonexistent") is None
         True
     """
-    import json
-
     from endolib.training.students import read_acceptance
 
-    p = get_profile(profile)
-    seed = p.training_seeds[0] if seed is None else int(seed)
-    accepted = student_run(width, segmenter, p, root, seed, dataset)
-    check = read_acceptance(width, p, segmenter, seed, root, dataset)
-    if accepted is not None:
-        return accepted, int(check.accepted), True
-    if check is None or check.accepted is not None:  # never checked, or the accepted run changed since
+    return measured_candidate(read_acceptance(width, profile, segmenter, seed, root, dataset), profile, root,
+                              dataset)
+
+
+def measured_candidate(check, profile: str | Profile = "smoke", root=None,
+                       dataset: str | None = None) -> tuple[Path, int, bool] | None:
+    """:func:`measured_student` of an acceptance record already read (a
+    :class:`endolib.training.students.StudentCheck`, or None when the students were never checked).
+
+    Example:
+        >>> measured_candidate(None) is None
+        True
+    """
+    from endolib.training.students import candidate_run
+
+    if check is None:
         return None
+    if check.accepted is not None:  # None when the accepted run changed since it was checked
+        run = candidate_run(check, check.accepted, profile, root, dataset)
+        return None if run is None else (run, int(check.accepted), True)
     vals = [c.get("val_dsc") for c in check.candidates]
     vals = [float("-inf") if v is None or not np.isfinite(v) else float(v) for v in vals]
     if not vals:
         return None
     best = int(np.argmax(vals))
-    run = paths(p, root, dataset).run(check.candidates[best]["model"], seed)
-    cfg = run / "config.json"
-    if not cfg.is_file() or json.loads(cfg.read_text()).get("fingerprint") != check.candidates[best]["fingerprint"]:
-        return None
-    return run, best, False
+    run = candidate_run(check, best, profile, root, dataset)
+    return None if run is None else (run, best, False)
 
 
 # ----------------------------------------------------------------------------------------------- latency
@@ -561,8 +568,8 @@ def variant_accuracy(p: Profile, variants, seed_runs: dict, segmenter: str, data
         out["refs"][k] = ref = accuracy("fp32", "torch", seg_run.model)
         students = {}
         for w in sorted({w for w, _, _ in variants if w < 1.0}):
-            out["students"][(w, k)] = read_acceptance(w, p, segmenter, k, dataset=dataset)
-            out["measured"][(w, k)] = measured_student(w, segmenter, p, seed=k, dataset=dataset)
+            out["students"][(w, k)] = check = read_acceptance(w, p, segmenter, k, dataset=dataset)
+            out["measured"][(w, k)] = measured_candidate(check, p, dataset=dataset)
             if out["measured"][(w, k)] is not None:
                 students[w] = load_run(out["measured"][(w, k)][0]).model
         for (w, prec, be) in tqdm(variants, desc=f"accuracy, seed {k}", disable=not progress):

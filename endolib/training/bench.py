@@ -118,7 +118,7 @@ def bench_epoch_main(argv: list[str] | None = None) -> int:
     import argparse
 
     from endolib.config import PROFILES
-    from endolib.repro import _cpu_name
+    from endolib.repro import cpu_name
 
     ap = argparse.ArgumentParser(prog="python -m endolib bench epoch", description=bench_epoch_main.__doc__)
     ap.add_argument("--model", nargs="+", default=["resnet18", "unet"], choices=list(MODELS))
@@ -136,7 +136,7 @@ def bench_epoch_main(argv: list[str] | None = None) -> int:
             for m in tqdm(args.model, desc="bench epoch", leave=False)]
     df = pd.DataFrame(rows)
     u = study_units(get_profile(args.profile))
-    print(f"training cost at profile {args.profile} on {_cpu_name()} ({rows[0]['device']}, {rows[0]['threads']} "
+    print(f"training cost at profile {args.profile} on {cpu_name()} ({rows[0]['device']}, {rows[0]['threads']} "
           f"thread(s)); epochs sized for the paper's {PAPER_TRAIN_FRAMES} training frames "
           f"({PAPER_TRAIN_POSITIVE} with tissue)")
     print(df.round({"s_per_batch": 3, "s_per_epoch": 1, "hours_per_model": 1}).to_string(index=False))
@@ -235,7 +235,7 @@ def bench_train_main(argv: list[str] | None = None) -> int:
     import argparse
 
     from endolib.config import PROFILES
-    from endolib.repro import _cpu_name
+    from endolib.repro import cpu_name
 
     ap = argparse.ArgumentParser(prog="python -m endolib bench train", description=bench_train_main.__doc__)
     ap.add_argument("--model", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -261,7 +261,7 @@ def bench_train_main(argv: list[str] | None = None) -> int:
         res = study_paths(args.profile, args.data_dir).results  # results/PROFILE[/DATASET]
         write_table(df, res / "train_throughput.csv")
         save_json({"environment": environment(), "epochs": args.epochs}, res / "train_throughput_environment.json")
-    print(f"training throughput at profile {args.profile} on {_cpu_name()} ({rows[0]['threads']} thread(s)): "
+    print(f"training throughput at profile {args.profile} on {cpu_name()} ({rows[0]['threads']} thread(s)): "
           f"loop = the unit's training loop (augmentation, collation, step), step = forward + loss + backward + "
           f"Adam on batches collated beforehand; loop_share = the loop's own share of its time")
     print(df.drop(columns=["profile"]).round({"loop_img_s": 1, "step_img_s": 1, "loop_share": 2, "val_s": 2,

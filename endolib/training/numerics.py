@@ -13,7 +13,7 @@ from pathlib import Path
 
 from endolib.repro import (
     PERTURBED_NUMERICS,
-    _cpu_name,
+    cpu_name,
     load_json,
     save_json,
     write_table,
@@ -151,7 +151,7 @@ def bench_numerics_main(argv: list[str]) -> int:
                          "(tests/reference/smoke_numerics.json is made this way)")
     args = ap.parse_args(argv)
     table = numerics_spread(args.profile, args.models, args.variants)
-    print(f"CPU: {_cpu_name()}; torch CPU capability of the default variant: {_cpu_capability()}")
+    print(f"CPU: {cpu_name()}; torch CPU capability of the default variant: {_cpu_capability()}")
     print(table.round(5).to_string(index=False))
     summary = table.groupby("quantity")["max_abs_diff"].max()
     print("largest move from the default numerics, per quantity:",
@@ -185,7 +185,7 @@ def numerics_reference(table, profile: str = "smoke") -> dict:
     for row in table.itertuples():
         runs.setdefault(row.run, {})[row.quantity] = float(row.default)
     variants = [c for c in table.columns if c in NUMERICS_VARIANTS]
-    return {"profile": profile, "recorded_on": {"cpu": _cpu_name(), "cpu_capability": _cpu_capability()},
+    return {"profile": profile, "recorded_on": {"cpu": cpu_name(), "cpu_capability": _cpu_capability()},
             "variants": {v: {"env": NUMERICS_VARIANTS[v][0], "overrides": NUMERICS_VARIANTS[v][1]}
                          for v in variants},
             "rule": f"tolerance = max({TOLERANCE_FACTOR:g} x largest measured move, {TOLERANCE_FLOOR:g}), rounded up",

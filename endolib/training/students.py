@@ -17,7 +17,7 @@ from endolib.training.settings import RUN_FILES, student_name
 from endolib.training.unit import _write_json
 
 __all__ = ["ACCEPTANCE_FILE", "StudentCheck", "validation_dsc", "passes", "acceptance_path", "read_acceptance",
-           "write_acceptance", "accepted_student"]
+           "write_acceptance", "candidate_run", "accepted_student"]
 
 #: the acceptance record of one width and training seed, in the first candidate's run folder
 ACCEPTANCE_FILE = "acceptance.json"
@@ -168,23 +168,37 @@ def read_acceptance(width: float, profile: str | Profile = "smoke", teacher: str
     return StudentCheck(**json.loads(path.read_text())) if path.is_file() else None
 
 
+def candidate_run(check: StudentCheck, candidate: int, profile: str | Profile = "smoke", root=None,
+                  dataset: str | None = None) -> Path | None:
+    """The run folder of candidate ``candidate`` of ``check``, or None when that run changed since it was checked
+    (its ``config.json`` is missing or has another fingerprint than the record's: check again with
+    :func:`endolib.training.runs.train_students`).
+
+    Example:
+        >>> c = StudentCheck(0.25, 44, "runs/quick/unet/seed44", 0.75, 0.05, 1,
+        ...                  [{"candidate": 0, "model": "unet_w0.25", "fingerprint": "abc"}])
+        >>> candidate_run(c, 0, "quick", root="/nonexistent") is None
+        True
+    """
+    record = check.candidates[int(candidate)]
+    run = paths(get_profile(profile), root, dataset).run(record["model"], check.training_seed)
+    cfg = run / RUN_FILES["config"]
+    if not cfg.is_file() or _config(run).get("fingerprint") != record["fingerprint"]:
+        return None
+    return run
+
+
 def accepted_student(width: float, profile: str | Profile = "smoke", teacher: str = "unet", seed: int | None = None,
                      root=None, dataset: str | None = None) -> Path | None:
     """The run folder of the accepted student of ``width`` and training seed ``seed``: None when its students
-    were never checked, none was accepted, or the accepted run changed since it was checked (other
-    ``config.json`` fingerprint: check again with :func:`endolib.training.runs.train_students`).
+    were never checked, none was accepted, or the accepted run changed since it was checked
+    (:func:`candidate_run`).
 
     Example:
         >>> accepted_student(0.5, "quick", root="/nonexistent") is None
         True
     """
-    p = get_profile(profile)
-    seed = p.training_seeds[0] if seed is None else int(seed)
-    check = read_acceptance(width, p, teacher, seed, root, dataset)
+    check = read_acceptance(width, profile, teacher, seed, root, dataset)
     if check is None or check.accepted is None:
         return None
-    run = paths(p, root, dataset).run(check.model, seed)
-    cfg = run / RUN_FILES["config"]
-    if not cfg.is_file() or _config(run).get("fingerprint") != check.candidates[check.accepted]["fingerprint"]:
-        return None
-    return run
+    return candidate_run(check, check.accepted, profile, root, dataset)

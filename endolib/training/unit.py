@@ -35,15 +35,16 @@ from endolib.training.load import load_run
 from endolib.training.losses import _batch_loss, _forward, dice_loss
 from endolib.training.settings import FINAL_FOLD, TrainSettings
 
-__all__ = ["predict", "make_scheduler", "train_unit", "unit_dir", "unit_name", "search_units", "load_unit", "unit_fingerprint"]
+__all__ = ["predict", "make_scheduler", "train_unit", "unit_dir", "unit_name", "search_units", "load_unit",
+           "unit_fingerprint"]
 
 
 # ------------------------------------------------------------------------------------------------ prediction
 @torch.no_grad()
 def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int = 64,
-            device: torch.device | str | None = None, amp_dtype: torch.dtype | None = None,
-            channels_last: bool = False) -> np.ndarray:
-    """Probabilities for every frame: float32 (N,) for classifiers, float32 (N, S, S) for segmenters.
+            device: torch.device | str | None = None, channels_last: bool = False) -> np.ndarray:
+    """Probabilities for every frame: float32 (N,) for classifiers, float32 (N, S, S) for segmenters, in full
+    precision whatever the training's ``amp`` (bf16 or fp16 probabilities tie confident pixels in AUROC and AUPRC).
 
     Args:
         model: the model (moved to ``device``).
@@ -51,11 +52,10 @@ def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int
         task: ``"cls"`` or ``"seg"``.
         batch_size: frames per forward pass.
         device: where to run (default: where the model's parameters are).
-        amp_dtype: autocast dtype (None: full precision); see :func:`endolib.device.autocast_dtype`.
         channels_last: run the model and batches in channels-last layout (the profile's ``channels_last``; the
             model is left in that layout).
     """
-    from endolib.device import autocast, memory_format
+    from endolib.device import memory_format
 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     fmt = memory_format(channels_last)
@@ -64,8 +64,7 @@ def predict(model: torch.nn.Module, frames: FrameSet, task: str, batch_size: int
     for start in range(0, len(frames), batch_size):
         x = normalise(_to_tensor(frames.images[start:start + batch_size])).to(dev, memory_format=fmt,
                                                                              non_blocking=True)
-        with autocast(dev, amp_dtype):
-            logits = _forward(model, x, task)
+        logits = _forward(model, x, task)
         probs = torch.sigmoid((logits if task == "cls" else logits[:, 0]).float())
         out.append(probs.cpu().numpy().astype(np.float32))
     size = frames.images.shape[1]
@@ -86,7 +85,7 @@ def _evaluate(model, frames: FrameSet, task: str, p: Profile, device=None) -> tu
     (AUROC, or mean per-frame DSC), in full precision whatever the training's ``amp``."""
     from endolib.evaluation.metrics import auroc
 
-    probs = predict(model, frames, task, p.eval_batch_size, device, None, p.channels_last)  # full precision
+    probs = predict(model, frames, task, p.eval_batch_size, device, channels_last=p.channels_last)
     if task == "cls":
         y = torch.from_numpy(frames.labels.astype(np.float32))
         pr = torch.from_numpy(probs).double().clamp(1e-7, 1 - 1e-7)

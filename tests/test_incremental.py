@@ -53,6 +53,9 @@ class FakeStudy:
             run_dir.mkdir(parents=True, exist_ok=True)
             data = (p.phantom / "images" / "a.png").read_bytes()
             (run_dir / "model.safetensors").write_bytes(data + str(self.counter).encode())
+            # the resized frames a run keeps in the dataset (endolib.training.frames.load_frames): not a change of it
+            (p.phantom / "cache").mkdir(exist_ok=True)
+            (p.phantom / "cache" / "frames_32px_masks_1_x.npz").write_bytes(b"resized" + str(self.counter).encode())
             (p.figures / f"learning_curve_{params['arch']}.png").write_bytes(b"png" + data)
         elif nb.startswith("05"):
             (p.results / "table5_compute.csv").write_text(f"model,latency_ms\nunet,{self.latency}\n")

@@ -191,3 +191,16 @@ def test_overwrite_regenerates_deterministically(tmp_path):
     generate_phantom("smoke", out_dir=a, overwrite=True, **kw)
     assert (a / "labelme" / "OP07" / "OP07_t00000000ms.png").read_bytes() == first
     assert not (a / "videos").exists()
+
+
+def test_operations_rendered_in_parallel_are_the_same_files(tmp_path):
+    kw = dict(progress=False, phantom_size=24, frames_per_operation=1)
+    one = generate_phantom("smoke", out_dir=tmp_path / "one", workers=1, **kw)
+    two = generate_phantom("smoke", out_dir=tmp_path / "two", workers=2, **kw)
+    files = sorted(f.relative_to(one) for f in one.rglob("*") if f.is_file() and f.name != "phantom.json")
+    assert files == sorted(f.relative_to(two) for f in two.rglob("*") if f.is_file() and f.name != "phantom.json")
+    assert any(f.suffix == ".mp4" for f in files) and any(f.suffix == ".json" for f in files)
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+    counts = [{k: v for k, v in json.loads((d / "phantom.json").read_text()).items()
+               if k not in ("seconds", "frames_per_s")} for d in (one, two)]
+    assert counts[0] == counts[1]

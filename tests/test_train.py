@@ -431,3 +431,44 @@ def test_bf16_amx_trains_bf16_only_with_amx_and_keys_the_unit(tiny_dataset, tmp_
     assert all(torch.equal(w_off[k], w_no_amx[k]) for k in w_off)
     assert not all(torch.equal(w_off[k], w_amx[k]) for k in w_off)
     assert all(v.dtype == torch.float32 for v in w_amx.values() if v.is_floating_point())  # autocast: weights stay fp32
+
+
+def test_resized_frames_are_kept_and_renewed_when_their_files_change(tiny_dataset):
+    import os
+    import shutil
+    import warnings
+
+    from endolib.data.dataset import FRAME_CACHE, load_index
+    from endolib.study.provenance import dataset_fingerprint
+    from endolib.training.frames import load_frames
+
+    rows = load_index(tiny_dataset).iloc[::-1]  # any order: the cache keeps the order asked for
+    fingerprint = dataset_fingerprint(tiny_dataset)
+    plain = load_frames(tiny_dataset, rows, 24, masks=True, progress=False, cache=False)
+    assert not (tiny_dataset / FRAME_CACHE).exists()
+    first = load_frames(tiny_dataset, rows, 24, masks=True, progress=False)
+    cached = sorted((tiny_dataset / FRAME_CACHE).iterdir())
+    assert len(cached) == 1 and dataset_fingerprint(tiny_dataset) == fingerprint  # derived, not part of the data
+    again = load_frames(tiny_dataset, rows, 24, masks=True, progress=False)
+    for fs in (first, again):
+        assert np.array_equal(fs.images, plain.images) and np.array_equal(fs.masks, plain.masks)
+        assert list(fs.frame_ids) == list(plain.frame_ids)
+    assert load_frames(tiny_dataset, rows, 24, masks=False, progress=False).masks is None  # its own entry
+    # a frame rewritten in place (another image, same name): resized again, not served from the cache
+    fid = str(rows["frame_id"].iloc[0])
+    src = tiny_dataset / "images" / f"{fid}.png"
+    other = tiny_dataset / "images" / f"{rows['frame_id'].iloc[1]}.png"
+    shutil.copyfile(other, src)
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    renewed = load_frames(tiny_dataset, rows, 24, masks=True, progress=False)
+    assert np.array_equal(renewed.images[0], renewed.images[1])
+    assert not np.array_equal(renewed.images[0], plain.images[0])
+    # a dataset folder that cannot be written: loaded without the cache, with a warning naming the folder
+    shutil.rmtree(tiny_dataset / FRAME_CACHE)
+    (tiny_dataset / FRAME_CACHE).write_text("a file where the cache folder would be")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fs = load_frames(tiny_dataset, rows, 24, masks=True, progress=False)
+    assert np.array_equal(fs.images, renewed.images)
+    assert any(FRAME_CACHE in str(w.message) and "resized again" in str(w.message) for w in caught)
+    (tiny_dataset / FRAME_CACHE).unlink()

@@ -41,6 +41,7 @@ import pandas as pd
 from PIL import Image
 
 from endolib.config import get_profile, paths
+from endolib.device import default_threads
 from endolib.data.phantom_render import (
     APPEARANCE,
     COHORT,
@@ -264,7 +265,7 @@ def operation_scene(params: dict, operation_id: str, cohort: pd.DataFrame | None
 
 def generate_phantom(profile="smoke", out_dir: str | Path | None = None, seed: int | None = None,
                      videos: bool = True, overwrite: bool = False, progress: bool = True,
-                     **overrides) -> Path:
+                     workers: int | None = None, **overrides) -> Path:
     """Generate the phantom cohort as raw data: a LabelMe folder, a manifest and one video per operation.
 
     Layout of ``out_dir`` (default ``paths(profile).phantom_raw``)::
@@ -286,6 +287,9 @@ def generate_phantom(profile="smoke", out_dir: str | Path | None = None, seed: i
         videos: also write the operation videos.
         overwrite: replace an existing folder made with other parameters.
         progress: show a tqdm bar and print the generation speed (frames per second).
+        workers: processes that render operations side by side (None: the profile's ``num_threads``, else the cores
+            this process may use; 1: in this process). Every operation is rendered from its own seeds, so the files
+            are the same byte for byte whatever the number.
         **overrides: profile settings, e.g. ``phantom_size=64``.
 
     Returns:
@@ -319,10 +323,8 @@ def generate_phantom(profile="smoke", out_dir: str | Path | None = None, seed: i
     cohort = make_cohort(params["seed"])
     t_start = time.perf_counter()
     counts = {"frames": 0, "positives": 0, "video_frames": 0, "rendered": 0}
-    bar = tqdm(cohort["operation_id"].tolist(), desc="phantom", unit="op", disable=not progress)
-    for op_id in bar:
-        scene = operation_scene(params, op_id, cohort)
-        c = _write_operation(scene, op_id, out, params)
+    for c in tqdm(_render_operations(params, cohort, out, workers or prof.num_threads or default_threads()),
+                  total=len(cohort), desc="phantom", unit="op", disable=not progress):
         for k in counts:
             counts[k] += c[k]
     seconds = time.perf_counter() - t_start
@@ -335,6 +337,35 @@ def generate_phantom(profile="smoke", out_dir: str | Path | None = None, seed: i
     save_json({"params": params, "complete": True, **counts, "seconds": round(seconds, 2),
                "frames_per_s": round(rate, 1)}, out / "phantom.json")
     return out
+
+
+def _render_operation(params: dict, op_id: str, cohort: pd.DataFrame, out: Path) -> dict:
+    """Render and write one operation (:func:`_write_operation`); its counts."""
+    return _write_operation(operation_scene(params, op_id, cohort), op_id, out, params)
+
+
+def _render_operations(params: dict, cohort: pd.DataFrame, out: Path, workers: int):
+    """Yield the counts of every operation as it is written: in this process when ``workers`` is 1 (or off Linux),
+    else in that many forked processes, the operations with the most frames first (the test operations are ten times
+    longer)."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ops = cohort["operation_id"].astype(str).tolist()
+    # forked processes (Linux): they start without re-running the caller's script, which a spawned process would
+    # (a script without a __main__ guard would start over); the children render with NumPy and Pillow only
+    workers = max(1, min(int(workers), len(ops))) if sys.platform == "linux" else 1
+    if workers == 1:
+        for op_id in ops:
+            yield _render_operation(params, op_id, cohort, out)
+        return
+    split = dict(zip(ops, cohort["split"].astype(str)))
+    order = sorted(ops, key=lambda o: -frames_per_operation(params, split[o]))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_render_operation, params, op_id, cohort, out) for op_id in order]
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _reusable(out: Path, params: dict, overwrite: bool) -> bool:

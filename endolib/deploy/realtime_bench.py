@@ -14,7 +14,7 @@ import itertools
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,9 @@ from endolib.evaluation.bootstrap import (
 )
 from endolib.evaluation.predictions import run_command
 from endolib.models.factory import paper_input_size
+
+if TYPE_CHECKING:  # the realtime bench reads the training package's records lazily, where it uses them
+    from endolib.training.students import StudentCheck
 
 __all__ = ["REALTIME_FILE", "REALTIME_COLUMNS", "REALTIME_SEED_FILE", "REALTIME_SEED_COLUMNS", "WIDTHS",
            "deployable_run", "student_run", "measured_student", "measured_candidate", "evaluate_variant", "dsc_drop_ci",
@@ -169,7 +172,7 @@ def measured_student(width: float, segmenter: str = "unet", profile: str | Profi
                               dataset)
 
 
-def measured_candidate(check, profile: str | Profile = "smoke", root=None,
+def measured_candidate(check: StudentCheck | None, profile: str | Profile = "smoke", root=None,
                        dataset: str | None = None) -> tuple[Path, int, bool] | None:
     """:func:`measured_student` of an acceptance record already read (a
     :class:`endolib.training.students.StudentCheck`, or None when the students were never checked).

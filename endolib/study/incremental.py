@@ -69,6 +69,14 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _output_tree_fingerprint(folder: Path) -> str | None:
+    """Fingerprint of a folder a job wrote (01's dataset, a model's runs), without the resized-frame cache that later
+    jobs add to a dataset (``cache/``, :data:`endolib.data.dataset.FRAME_CACHE`): writing it is not a change."""
+    from endolib.data.dataset import FRAME_CACHE
+
+    return prov.tree_fingerprint(folder, exclude_dirs=(FRAME_CACHE,))
+
+
 def notebook_hash(path: str | Path) -> str:
     """Hash of what a notebook runs: each cell's type, source and tags (outputs and execution counts ignored).
 
@@ -278,7 +286,7 @@ class Tracker:
             if prov.sha256_file(self._abs(f)) != sha:
                 return Decision(False, f"output modified since: {f}")
         for name, (folder, fp) in outs.get("trees", {}).items():
-            if prov.tree_fingerprint(self._abs(folder)) != fp:
+            if _output_tree_fingerprint(self._abs(folder)) != fp:
                 return Decision(False, f"{name} {folder} missing or modified since")
         return Decision(True, f"inputs unchanged since {rec.get('finished_utc', '?')} "
                               f"({', '.join(k.replace('after:', 'outputs of ') for k in sorted(inputs))})")
@@ -299,7 +307,7 @@ class Tracker:
                    if not f.endswith(("provenance.json", ".tmp"))]
         executed = Path(executed)
         files = {self._rel(f): prov.sha256_file(f) for f in changed + ([str(executed)] if executed.exists() else [])}
-        trees = {name: (self._rel(folder), prov.tree_fingerprint(folder))
+        trees = {name: (self._rel(folder), _output_tree_fingerprint(folder))
                  for name, folder in self._output_trees(job).items()}
         inputs = self._job_inputs.get(job.output_name) or self.inputs(job)
         # the inputs are those seen before the job ran; 01 writes its own dataset, so nothing it reads changed

@@ -90,9 +90,12 @@ def dataset_fingerprint(data_dir: str | Path) -> str | None:
     """Fingerprint of a prepared dataset: ``index.csv`` and every image and mask file, by content.
 
     ``prepare.json`` (which holds the environment record, e.g. the commit) and ``report.csv`` are left out, so the
-    same frames prepared at another commit give the same fingerprint.
+    same frames prepared at another commit give the same fingerprint, and so is the cache of resized frames
+    (``cache/``, :data:`endolib.data.dataset.FRAME_CACHE`), which the first run writes.
     """
-    return tree_fingerprint(data_dir, exclude=("prepare.json", "report.csv"))
+    from endolib.data.dataset import FRAME_CACHE
+
+    return tree_fingerprint(data_dir, exclude=("prepare.json", "report.csv"), exclude_dirs=(FRAME_CACHE,))
 
 
 def runs_used(profile: str, models=MODELS, root: str | Path | None = None, dataset: str | None = None) -> list[dict]:

@@ -465,8 +465,6 @@ def finish_run(settings: TrainSettings, data: TrainingData | None = None, progre
     _save_weights(model.state_dict(), s.run_dir / RUN_FILES["weights"])
 
     test = load_frames(s.data_dir, data.test_rows, s.size, masks=s.task == "seg", progress=progress)
-    # full precision whatever the training's amp: bf16 keeps 8 bits of a probability, so confident pixels would tie
-    # and move AUROC/AUPRC
     probs = predict(model, test, s.task, p.eval_batch_size, device, channels_last=p.channels_last)
     ids = test.frame_ids
     if s.task == "cls":

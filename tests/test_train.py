@@ -454,6 +454,10 @@ def test_resized_frames_are_kept_and_renewed_when_their_files_change(tiny_datase
         assert np.array_equal(fs.images, plain.images) and np.array_equal(fs.masks, plain.masks)
         assert list(fs.frame_ids) == list(plain.frame_ids)
     assert load_frames(tiny_dataset, rows, 24, masks=False, progress=False).masks is None  # its own entry
+    # a cache file that is not an .npz any more (cut short, overwritten): resized again and rewritten
+    cached[0].write_bytes(b"not an npz")
+    assert np.array_equal(load_frames(tiny_dataset, rows, 24, masks=True, progress=False).images, plain.images)
+    assert np.array_equal(np.load(cached[0])["images"], plain.images)
     # a frame rewritten in place (another image, same name): resized again, not served from the cache
     fid = str(rows["frame_id"].iloc[0])
     src = tiny_dataset / "images" / f"{fid}.png"

@@ -14,13 +14,15 @@ from PIL import Image
 from endolib.data.groups import _SPLITS, check_split
 from endolib.data.readers import _open
 
-__all__ = ["INDEX_COLUMNS", "FRAME_CACHE", "load_index", "load_image", "load_mask", "check_dataset", "cohort_table", "plot_montage"]
+__all__ = ["INDEX_COLUMNS", "FRAME_CACHE", "load_index", "load_image", "load_mask", "check_dataset", "cohort_table",
+           "plot_montage"]
 
 
 #: The folder of a prepared dataset where ``endolib.training.frames.load_frames`` keeps the frames it resized: derived
 #: files (deleting the folder costs only the time to resize again), left out of the dataset's fingerprint
 #: (``endolib.study.provenance.dataset_fingerprint``).
 FRAME_CACHE = "cache"
+
 #: Columns of ``index.csv`` (docs/layout.md), in order.
 INDEX_COLUMNS = ["frame_id", "image", "mask", "patient_id", "operation_id", "split", "has_tissue", "height",
                  "width", "source", "time_s", "procedure", "level", "age", "sex"]

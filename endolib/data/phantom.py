@@ -41,7 +41,6 @@ import pandas as pd
 from PIL import Image
 
 from endolib.config import get_profile, paths
-from endolib.device import default_threads
 from endolib.data.phantom_render import (
     APPEARANCE,
     COHORT,
@@ -50,6 +49,7 @@ from endolib.data.phantom_render import (
     make_scene,
     render_frame,
 )
+from endolib.device import default_threads
 
 __all__ = ["make_cohort", "frame_name", "mask_to_polygons", "labelme_record", "phantom_params", "operation_scene",
            "generate_phantom", "COHORT", "LABEL", "LABELME_VERSION", "PHANTOM_FORMAT"]

@@ -8,6 +8,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,10 @@ def load_frames(data_dir: str | Path, rows: pd.DataFrame, size: int, masks: bool
     """Load the frames of ``rows`` (rows of ``index.csv``) resized to ``size`` x ``size``.
 
     Every run of a study loads the same test frames, and resizing 1750 PNG frames costs about 2.5 s, so the arrays
-    are kept in ``<data_dir>/cache/`` (:data:`endolib.data.dataset.FRAME_CACHE`) and reused while the files they came from (size and
-    modification time of every image and mask) and the reading code (``endolib.data.dataset``,
-    ``endolib.data.readers``) are unchanged; otherwise they are resized again and the cache file replaced. A cached
-    load returns exactly the arrays an uncached one does.
+    are kept in ``<data_dir>/cache/`` (:data:`endolib.data.dataset.FRAME_CACHE`) and reused while the files they
+    came from (size and modification time of every image and mask) and the reading code (``endolib.data.dataset``,
+    ``endolib.data.readers``) are unchanged; otherwise (or when the cache file cannot be read) they are resized
+    again and the cache file replaced. A cached load returns exactly the arrays an uncached one does.
 
     Args:
         data_dir: prepared dataset.
@@ -141,7 +142,7 @@ def _read_cache(path: Path, stamp: str) -> dict | None:
             if str(z["stamp"]) != stamp:
                 return None
             return {k: z[k] for k in z.files if k != "stamp"}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, truncated or not an .npz
         return None
 
 

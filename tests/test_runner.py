@@ -161,6 +161,7 @@ def test_cli_names_the_pip_command_when_dask_is_missing(monkeypatch, capsys):
 def test_publish_keeps_the_run_parameters_and_drops_stale_notebooks(tmp_path, monkeypatch):
     import nbformat
 
+    from endolib.study.plan import plan
     from endolib.study.strip import publish_notebooks
 
     monkeypatch.setenv("ENDOLIB_ROOT", str(tmp_path))
@@ -171,13 +172,21 @@ def test_publish_keeps_the_run_parameters_and_drops_stale_notebooks(tmp_path, mo
     nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell('profile = "quick"\n', metadata={"tags": ["injected-parameters"]}),
                 nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])]
-    nbformat.write(nb, runs / "04_evaluation.ipynb")
+    study = sorted(job.output_name for job in plan("quick"))
+    for name in study:
+        nbformat.write(nb, runs / name)
     dest = tmp_path / "study"
     dest.mkdir()
     (dest / "03_segmentation_training__gone.ipynb").write_text("{}")
+    # a partial run (one executed notebook missing) publishes nothing and deletes nothing
+    (runs / "06_figures.ipynb").unlink()
+    with pytest.raises(FileNotFoundError, match="no executed copy of 06_figures.ipynb"):
+        publish_notebooks("quick", dest)
+    assert sorted(f.name for f in dest.iterdir()) == ["03_segmentation_training__gone.ipynb"]
+    nbformat.write(nb, runs / "06_figures.ipynb")
     published = publish_notebooks("quick", dest)
-    assert [f.name for f in published] == ["04_evaluation.ipynb"]
-    assert sorted(f.name for f in dest.iterdir()) == ["04_evaluation.ipynb"]
+    assert [f.name for f in published] == study
+    assert sorted(f.name for f in dest.iterdir()) == study  # the model that left the study is gone
     out = nbformat.read(dest / "04_evaluation.ipynb", as_version=4)
     assert "papermill" not in out.metadata
     assert [c.source for c in out.cells][1] == 'profile = "quick"\n'  # the reader sees what the run used

@@ -84,7 +84,9 @@ def publish_notebooks(profile: str = "quick", dest: str | Path | None = None) ->
     """Copy the executed notebooks of a study run (``runs/<profile>/*.ipynb``, written by ``make paper``) to
     ``dest`` (default the repository's :data:`PUBLISHED_DIR`), stripped of execution noise but keeping the
     parameters papermill injected, so that a reader browsing the repository sees the study with its real outputs.
-    Notebooks in ``dest`` without an executed counterpart are removed (a model left the study).
+    Notebooks in ``dest`` that the study no longer makes are removed (a model left the study); a notebook the study
+    makes (:func:`endolib.study.plan.plan`) without an executed copy is an error, and nothing is published: a partial
+    run (``--only``) would otherwise delete the published notebooks it did not execute.
 
     Args:
         profile: whose executed notebooks.
@@ -93,17 +95,27 @@ def publish_notebooks(profile: str = "quick", dest: str | Path | None = None) ->
     Returns:
         The published files.
 
+    Raises:
+        FileNotFoundError: no executed notebooks, or some of the study's are missing (the message names them).
+
     Example:
         >>> publish_notebooks("quick")  # doctest: +SKIP
     """
+    from endolib.study.plan import plan
+
     src = paths(profile).runs
     executed = sorted(src.glob("[0-9][0-9]_*.ipynb"))
     if not executed:
         raise FileNotFoundError(f"{src}: no executed notebooks; run the study first (`make paper`, "
                                 f"`python -m endolib run --profile {profile}`)")
+    names = {f.name for f in executed}
+    missing = [job.output_name for job in plan(profile) if job.output_name not in names]
+    if missing:
+        raise FileNotFoundError(f"{src}: no executed copy of {', '.join(missing)}; publishing now would leave the "
+                                f"published study without them. Run the whole study first (`make paper`, "
+                                f"`python -m endolib run --profile {profile}`)")
     out = Path(dest) if dest is not None else repo_root() / PUBLISHED_DIR
     out.mkdir(parents=True, exist_ok=True)
-    names = {f.name for f in executed}
     for stale in out.glob("*.ipynb"):
         if stale.name not in names:
             stale.unlink()

@@ -34,8 +34,6 @@ from endolib.deploy.onnx_export import export_onnx
 from endolib.deploy.preprocess import frames_to_input
 from endolib.repro import cpu_info
 
-pass
-
 __all__ = ["PRECISIONS", "NEUTRAL_OPS", "QuantisationError", "cpu_features", "precision_plan", "fastest_precision",
            "bf16_module", "FrameCalibrationReader", "int8_plan", "quantise_int8"]
 

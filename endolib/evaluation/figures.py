@@ -12,8 +12,6 @@ import pandas as pd
 
 from endolib import paper
 from endolib.evaluation.curves import PR_GRID_POINTS, ROC_GRID_POINTS, mean_pr, mean_roc
-
-pass
 from endolib.evaluation.study import CLUSTER_METRICS
 from endolib.evaluation.tables import format_ci
 
